@@ -1,0 +1,6 @@
+//! UniVLA networks and checkpoint reading. Module paths mirror the checkpoint keys.
+pub mod error;
+pub mod weights;
+
+pub use error::ModelError;
+pub use weights::VarBuilder;
