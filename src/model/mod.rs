@@ -4,3 +4,5 @@ pub mod weights;
 
 pub use error::ModelError;
 pub use weights::VarBuilder;
+pub mod heads;
+pub mod torch_pt;
