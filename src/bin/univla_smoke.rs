@@ -1,3 +1,1 @@
-fn main() {
-    println!("univla");
-}
+fn main() { println!("univla"); }
