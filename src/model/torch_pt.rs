@@ -178,8 +178,9 @@ impl<R: Read + Seek> TorchArchive<R> {
         let cap = usize::try_from(size).map_err(|_| format(format!("{full}: too large")))?;
         buf.try_reserve_exact(cap)
             .map_err(|_| format(format!("{full}: cannot allocate {size} bytes")))?;
+        // One byte more than declared, so the zip reader reaches its end and verifies the CRC.
         (&mut entry)
-            .take(size)
+            .take(size.saturating_add(1))
             .read_to_end(&mut buf)
             .map_err(|e| format(format!("{full}: {e} (truncated or corrupt?)")))?;
         if buf.len() as u64 != size {
