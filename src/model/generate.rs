@@ -38,7 +38,7 @@ impl Decoding {
                 top_k,
                 top_p,
             } => {
-                scores = scores / temperature;
+                scores /= temperature;
                 let vocab = scores.size()[scores.dim() - 1];
                 let k = top_k.min(vocab);
                 if k > 0 {
