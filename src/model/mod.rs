@@ -10,3 +10,5 @@ pub mod weights;
 pub use config::{LlamaConfig, VlaConfig};
 pub use error::ModelError;
 pub use weights::VarBuilder;
+pub mod heads;
+pub mod torch_pt;

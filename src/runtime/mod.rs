@@ -1,1 +1,4 @@
 //! See the crate docs.
+pub mod ensemble;
+pub mod postprocess;
+pub mod stats;
