@@ -78,11 +78,18 @@ fn check_ensemble(golden: &Golden, v: &Variant, t: usize, e: &TemporalEnsembler,
     let buffer = golden.step_tensor(v.name, t, "action_buffer_after");
     let expected = to_f64s(&buffer);
     if exact {
-        assert_eq!(e.buffer(), expected.as_slice(), "{what}: action buffer (reference chunks)");
+        assert_eq!(
+            e.buffer(),
+            expected.as_slice(),
+            "{what}: action buffer (reference chunks)"
+        );
     } else {
         assert_close_f64(&format!("{what}: action buffer"), e.buffer(), &expected, RTOL, ATOL);
     }
-    let mask: Vec<bool> = to_f64s(&golden.step_tensor(v.name, t, "action_buffer_mask_after")).iter().map(|&m| m != 0.0).collect();
+    let mask: Vec<bool> = to_f64s(&golden.step_tensor(v.name, t, "action_buffer_mask_after"))
+        .iter()
+        .map(|&m| m != 0.0)
+        .collect();
     assert_eq!(e.mask(), mask.as_slice(), "{what}: action buffer mask");
 }
 
@@ -96,8 +103,16 @@ fn check_final(golden: &Golden, v: &Variant, t: usize, ensembled: &[f64], post: 
         }
         HeadKind::Libero => {
             let expected = golden.step_f64s(v.name, t, "action_unnormalized");
-            assert_close_f64(&format!("{what}: action_unnormalized"), &post.unnormalized(ensembled), &expected, RTOL, ATOL);
-            let Action::Arm(a) = post.apply(ensembled).unwrap() else { panic!("{what}: not an arm action") };
+            assert_close_f64(
+                &format!("{what}: action_unnormalized"),
+                &post.unnormalized(ensembled),
+                &expected,
+                RTOL,
+                ATOL,
+            );
+            let Action::Arm(a) = post.apply(ensembled).unwrap() else {
+                panic!("{what}: not an arm action")
+            };
             let expected = golden.step_f64s(v.name, t, "action_final");
             assert_close_f64(&format!("{what}: action_final"), &a, &expected, RTOL, ATOL);
             assert_eq!(a[6], expected[6], "{what}: gripper");
@@ -106,7 +121,11 @@ fn check_final(golden: &Golden, v: &Variant, t: usize, ensembled: &[f64], post: 
             let expected = golden.step_f64s(v.name, t, "ensembled_probs");
             assert_close_f64(&format!("{what}: ensembled_probs"), ensembled, &expected, RTOL, ATOL);
             let id = golden.step(v.name, t)["action_discrete"].as_u64().unwrap() as usize;
-            assert_eq!(post.apply(ensembled).unwrap(), Action::Nav(NavAction::from_id(id).unwrap()), "{what}");
+            assert_eq!(
+                post.apply(ensembled).unwrap(),
+                Action::Nav(NavAction::from_id(id).unwrap()),
+                "{what}"
+            );
         }
     }
 }
@@ -114,7 +133,13 @@ fn check_final(golden: &Golden, v: &Variant, t: usize, ensembled: &[f64], post: 
 fn check_head_outputs(golden: &Golden, v: &Variant, t: usize, out: &HeadOutput, label: &str) {
     let what = |f: &str| format!("{} step {t} ({label}): {f}", v.name);
     let g = |f: &str| golden.step_tensor(v.name, t, f);
-    assert_close(&what("visual_pool"), &out.visual_pool_out, &g("decoder_visual_pool_out"), RTOL, ATOL);
+    assert_close(
+        &what("visual_pool"),
+        &out.visual_pool_out,
+        &g("decoder_visual_pool_out"),
+        RTOL,
+        ATOL,
+    );
     assert_close(&what(v.pool_field), &out.action_pool_out, &g(v.pool_field), RTOL, ATOL);
     match (&out.proprio_out, v.kind) {
         (Some(p), HeadKind::RealWorld) => {
@@ -129,7 +154,13 @@ fn check_head_outputs(golden: &Golden, v: &Variant, t: usize, out: &HeadOutput, 
             let used = out.chunk.narrow(1, v.window - 8, 8);
             assert_close(&what("chunk used"), &used, &g("decoder_chunk_used"), RTOL, ATOL);
         }
-        HeadKind::R2r => assert_close(&what("softmax chunk"), &out.chunk, &g("decoder_softmax_chunk"), RTOL, ATOL),
+        HeadKind::R2r => assert_close(
+            &what("softmax chunk"),
+            &out.chunk,
+            &g("decoder_softmax_chunk"),
+            RTOL,
+            ATOL,
+        ),
         HeadKind::Libero => {}
     }
 }
@@ -160,11 +191,15 @@ fn run_variant(golden: &Golden, v: &Variant, path: &Path) {
     for t in 0..steps {
         let visual = golden.step_tensor(v.name, t, "visual_embed");
         let latent = golden.step_tensor(v.name, t, "latent_action");
-        let proprio: Option<Tensor> =
-            golden.step_has_tensor(v.name, t, "proprio").then(|| golden.step_tensor(v.name, t, "proprio"));
+        let proprio: Option<Tensor> = golden
+            .step_has_tensor(v.name, t, "proprio")
+            .then(|| golden.step_tensor(v.name, t, "proprio"));
         let out = head.forward(&visual, &latent, proprio.as_ref()).unwrap();
         check_head_outputs(golden, v, t, &out, &label);
-        worst_raw = worst_raw.max(common::max_abs_diff(&out.raw, &golden.step_tensor(v.name, t, "decoder_raw_output")));
+        worst_raw = worst_raw.max(common::max_abs_diff(
+            &out.raw,
+            &golden.step_tensor(v.name, t, "decoder_raw_output"),
+        ));
 
         // Our chunks through our ensemble: close to the reference at every step.
         let ensembled = ours.push(&out.chunk_f64().unwrap()).unwrap();
@@ -176,7 +211,11 @@ fn run_variant(golden: &Golden, v: &Variant, path: &Path) {
             HeadKind::R2r => ("ensembled_probs", ensembled.clone()),
         };
         let expected = golden.step_f64s(v.name, t, field);
-        let d = ours_final.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0.0, f64::max);
+        let d = ours_final
+            .iter()
+            .zip(&expected)
+            .map(|(a, e)| (a - e).abs())
+            .fold(0.0, f64::max);
         worst_final = worst_final.max(d);
 
         // The reference's own chunks through our ensemble: the buffers match bit for bit.
@@ -227,7 +266,11 @@ fn head_count_defaults_to_eight_without_a_config_entry() {
     // With the wrong head count the outputs differ from the reference (the count matters).
     let golden = Golden::load();
     let out = head
-        .forward(&golden.step_tensor("libero", 0, "visual_embed"), &golden.step_tensor("libero", 0, "latent_action"), None)
+        .forward(
+            &golden.step_tensor("libero", 0, "visual_embed"),
+            &golden.step_tensor("libero", 0, "latent_action"),
+            None,
+        )
         .unwrap();
     assert!(common::max_abs_diff(&out.raw, &golden.step_tensor("libero", 0, "decoder_raw_output")) > 1e-3);
 }

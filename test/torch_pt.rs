@@ -33,7 +33,10 @@ fn fixture_pt_files_equal_their_safetensors() {
     for name in ["action_decoder", "action_decoder_libero", "action_decoder_r2r"] {
         let pt = torch_pt::read_state_dict(&checkpoint_dir().join(format!("{name}.pt")), None).unwrap();
         let keys_in_order: Vec<&str> = pt.iter().map(|(k, _)| k.as_str()).collect();
-        assert!(keys_in_order.iter().any(|k| k.ends_with("visual_pool.latents")), "{name}: {keys_in_order:?}");
+        assert!(
+            keys_in_order.iter().any(|k| k.ends_with("visual_pool.latents")),
+            "{name}: {keys_in_order:?}"
+        );
         let st = as_map(Tensor::read_safetensors(checkpoint_dir().join(format!("{name}.safetensors"))).unwrap());
         let pt = as_map(pt);
         let mut a: Vec<&String> = pt.keys().collect();
@@ -67,8 +70,14 @@ fn lightning_checkpoint_state_dict_loads_every_dtype_and_view() {
     assert_same("encoder.weight_t", &sd["encoder.weight_t"], &w.tr().contiguous());
     let slice: Vec<f32> = (0..10).map(|i| (10 + 2 * i) as f32).collect();
     assert_same("slice", &sd["slice"], &f32s(&slice, &[10]));
-    assert_same("expanded", &sd["expanded"], &f32s(&[0.0, 1.0, 2.0, 0.0, 1.0, 2.0], &[2, 3]));
-    let half = (Tensor::arange(6, (Kind::Float, Device::Cpu)) * 0.5).reshape([2, 3]).to_kind(Kind::Half);
+    assert_same(
+        "expanded",
+        &sd["expanded"],
+        &f32s(&[0.0, 1.0, 2.0, 0.0, 1.0, 2.0], &[2, 3]),
+    );
+    let half = (Tensor::arange(6, (Kind::Float, Device::Cpu)) * 0.5)
+        .reshape([2, 3])
+        .to_kind(Kind::Half);
     assert_same("half", &sd["half"], &half);
     let bf16 = (Tensor::arange(5, (Kind::Float, Device::Cpu)) - 2.0).to_kind(Kind::BFloat16);
     assert_same("bf16", &sd["bf16"], &bf16);
@@ -82,7 +91,11 @@ fn lightning_checkpoint_state_dict_loads_every_dtype_and_view() {
     assert_same("bool", &sd["bool"], &Tensor::from_slice(&[true, false, true]));
     assert_same("param", &sd["param"], &f32s(&[0.25, 1.25, 2.25], &[3]));
     assert_same("scalar", &sd["scalar"], &Tensor::from(2.5f32));
-    assert_same("empty", &sd["empty"], &Tensor::zeros([0, 3], (Kind::Float, Device::Cpu)));
+    assert_same(
+        "empty",
+        &sd["empty"],
+        &Tensor::zeros([0, 3], (Kind::Float, Device::Cpu)),
+    );
 }
 
 #[test]
@@ -112,9 +125,13 @@ fn protocol4_and_legacy_files() {
     let sd = as_map(torch_pt::read_state_dict(&data_dir().join("protocol4.pt"), None).unwrap());
     assert_same("a", &sd["a"], &f32s(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0], &[2, 3]));
     assert_same("b", &sd["b"], &Tensor::from_slice(&[7i64]));
-    let e = torch_pt::read_state_dict(&data_dir().join("legacy.pt"), None).unwrap_err().to_string();
+    let e = torch_pt::read_state_dict(&data_dir().join("legacy.pt"), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("legacy.pt") && e.contains("zip"), "{e}");
-    let e = torch_pt::read_state_dict(Path::new("no/such/file.pt"), None).unwrap_err().to_string();
+    let e = torch_pt::read_state_dict(Path::new("no/such/file.pt"), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no/such/file.pt"), "{e}");
 }
 
@@ -123,14 +140,19 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
 
 fn try_read(bytes: Vec<u8>, what: &str) -> Result<Vec<(String, Tensor)>, String> {
     let label = PathBuf::from(what);
-    let r = catch_unwind(AssertUnwindSafe(|| torch_pt::read_state_dict_from(Cursor::new(bytes), &label, None)));
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        torch_pt::read_state_dict_from(Cursor::new(bytes), &label, None)
+    }));
     match r {
         Ok(res) => res.map_err(|e| {
             let msg = e.to_string();

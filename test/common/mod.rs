@@ -29,12 +29,18 @@ impl Golden {
         let text = std::fs::read_to_string(dir.join("golden.json")).expect("read golden.json");
         let json = serde_json::from_str(&text).expect("parse golden.json");
         let tensors = Tensor::read_safetensors(dir.join("golden.safetensors")).expect("read golden.safetensors");
-        Self { json, tensors: tensors.into_iter().collect() }
+        Self {
+            json,
+            tensors: tensors.into_iter().collect(),
+        }
     }
 
     /// A tensor of `golden.safetensors` by key (`<variant>/step<t>/<name>`).
     pub fn tensor(&self, key: &str) -> Tensor {
-        self.tensors.get(key).unwrap_or_else(|| panic!("golden tensor `{key}` missing")).shallow_clone()
+        self.tensors
+            .get(key)
+            .unwrap_or_else(|| panic!("golden tensor `{key}` missing"))
+            .shallow_clone()
     }
 
     /// Whether `golden.safetensors` holds `key`.
@@ -67,7 +73,8 @@ impl Golden {
 
     /// A numeric list of a step (e.g. `ensembled_action`).
     pub fn step_f64s(&self, variant: &str, t: usize, field: &str) -> Vec<f64> {
-        json_f64s(&self.step(variant, t)[field]).unwrap_or_else(|| panic!("{variant} step {t}: `{field}` is not a list"))
+        json_f64s(&self.step(variant, t)[field])
+            .unwrap_or_else(|| panic!("{variant} step {t}: `{field}` is not a list"))
     }
 }
 
@@ -84,7 +91,13 @@ pub fn to_f64s(t: &Tensor) -> Vec<f64> {
 
 /// Asserts `|a − e| ≤ atol + rtol·|e|` elementwise (same number of elements), naming the worst.
 pub fn assert_close_f64(what: &str, actual: &[f64], expected: &[f64], rtol: f64, atol: f64) {
-    assert_eq!(actual.len(), expected.len(), "{what}: {} values, expected {}", actual.len(), expected.len());
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{what}: {} values, expected {}",
+        actual.len(),
+        expected.len()
+    );
     let mut worst: Option<(usize, f64)> = None;
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
         let excess = match (a.is_nan(), e.is_nan()) {
@@ -115,5 +128,9 @@ pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, rtol: f64, a
 
 /// The largest absolute elementwise difference of two same-shaped tensors.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    to_f64s(a).iter().zip(to_f64s(b)).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    to_f64s(a)
+        .iter()
+        .zip(to_f64s(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
