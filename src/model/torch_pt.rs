@@ -20,9 +20,11 @@ use self::pickle::{Limits, Node, Pickle, Value};
 use super::error::{ModelError, Result};
 
 /// Largest `data.pkl` accepted (real checkpoints hold a few MB of pickle at most).
-const MAX_PICKLE_BYTES: u64 = 1 << 30;
+const MAX_PICKLE_BYTES: u64 = 1 << 28;
 /// Largest expansion a deflated zip entry can have (deflate's maximum ratio is about 1032:1).
 const MAX_DEFLATE_RATIO: u64 = 1100;
+/// Most elements a zero-stride (expanded) view may materialise beyond its storage's size.
+const MAX_EXPANDED_NUMEL: i64 = 1 << 26;
 /// Most dict levels followed when flattening nested state dicts.
 const MAX_NESTING: usize = 16;
 
@@ -272,6 +274,9 @@ fn view(storage: &Tensor, m: &TensorMeta) -> std::result::Result<Tensor, String>
         .iter()
         .try_fold(1i64, |acc, &s| acc.checked_mul(s))
         .ok_or("element count overflows")?;
+    if numel > m.storage_numel.max(MAX_EXPANDED_NUMEL) {
+        return Err(format!("{numel} elements from a storage of {}", m.storage_numel));
+    }
     if numel > 0 {
         let last = m
             .size

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::model::torch_pt::pickle::{self, Node, Pickle, Value};
+
 /// Smallest standard deviation used for z-scoring (the reference clips `std` at this value).
 pub const MIN_STD: f64 = 1e-2;
 /// Suffix of the LIBERO dataset keys the evaluation falls back to (`libero_10` → `libero_10_no_noops`).
@@ -195,7 +197,8 @@ impl DatasetStatistics {
 /// qpos_std: [7 values]
 /// ```
 ///
-/// Standard deviations are clipped to at least [`MIN_STD`] on load.
+/// Standard deviations are clipped to at least [`MIN_STD`] on load. The reference's own
+/// `dataset_stats.pkl` (a pickled dict of numpy arrays) is read too, without executing it.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct ZScoreStats {
     pub action_mean: Vec<f64>,
@@ -205,8 +208,14 @@ pub struct ZScoreStats {
 }
 
 impl ZScoreStats {
-    /// Reads a `.yaml`/`.yml` or `.json` file with the four lists.
+    /// Reads a `.yaml`/`.yml`, `.json` or `.pkl` file with the four lists.
     pub fn from_file(path: &Path) -> Result<Self, StatsError> {
+        let is_pickle = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("pkl") || e.eq_ignore_ascii_case("pickle"));
+        if is_pickle {
+            return Self::from_pickle(path);
+        }
         let text = std::fs::read_to_string(path).map_err(|source| StatsError::Io {
             path: path.to_owned(),
             source,
@@ -225,6 +234,38 @@ impl ZScoreStats {
             })?
         };
         stats.validated(&label)
+    }
+
+    /// Reads the reference's `dataset_stats.pkl`: a dict whose `action_mean`, `action_std`,
+    /// `qpos_mean`, `qpos_std` are numpy arrays (or lists). Nothing in the pickle is executed.
+    pub fn from_pickle(path: &Path) -> Result<Self, StatsError> {
+        let bytes = std::fs::read(path).map_err(|source| StatsError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_pickle_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// As [`Self::from_pickle`] from bytes; `label` names the source in errors.
+    pub fn from_pickle_bytes(bytes: &[u8], label: &str) -> Result<Self, StatsError> {
+        let parse_err = |reason: String| StatsError::Parse {
+            path: label.to_owned(),
+            reason,
+        };
+        let p = pickle::parse(bytes, pickle::Limits::default()).map_err(|e| parse_err(e.to_string()))?;
+        let field = |name: &str| -> Result<Vec<f64>, StatsError> {
+            let v = p
+                .dict_get(p.root, name)
+                .ok_or_else(|| parse_err(format!("no `{name}`; available: {}", p.dict_keys(p.root).join(", "))))?;
+            numpy_f64s(&p, v).map_err(|reason| parse_err(format!("`{name}`: {reason}")))
+        };
+        let stats = Self {
+            action_mean: field("action_mean")?,
+            action_std: field("action_std")?,
+            qpos_mean: field("qpos_mean")?,
+            qpos_std: field("qpos_std")?,
+        };
+        stats.validated(label)
     }
 
     /// Checks lengths and finiteness and clips the standard deviations.
@@ -275,6 +316,101 @@ impl ZScoreStats {
     }
 }
 
+/// The values of a pickled numpy array (`numpy.core.multiarray._reconstruct` + state), numpy
+/// scalar or plain list of numbers, flattened, as f64.
+pub fn numpy_f64s(p: &Pickle, v: Value) -> Result<Vec<f64>, String> {
+    let number = |x: &Value| match *x {
+        Value::Int(i) => Some(i as f64),
+        Value::Float(f) => Some(f),
+        _ => None,
+    };
+    match p.node(v) {
+        Some(Node::List(items)) | Some(Node::Tuple(items)) => items
+            .iter()
+            .map(number)
+            .collect::<Option<Vec<f64>>>()
+            .ok_or_else(|| "list holds non-numbers".into()),
+        Some(Node::Object { class, args, state, .. }) => {
+            let (module, name) = p.as_global(*class).ok_or("object of an unknown class")?;
+            if !matches!(module, "numpy.core.multiarray" | "numpy._core.multiarray") {
+                return Err(format!("unsupported class {module}.{name}"));
+            }
+            match name {
+                "_reconstruct" => {
+                    let st = state.and_then(|s| p.as_tuple(s)).ok_or("array without state")?;
+                    let [_, shape, dtype, _, data] = st else {
+                        return Err("array state is not a 5-tuple".into());
+                    };
+                    let numel = p
+                        .as_tuple(*shape)
+                        .and_then(|t| t.iter().map(|&d| p.as_int(d)).collect::<Option<Vec<i64>>>())
+                        .ok_or("array shape is not a tuple of integers")?
+                        .iter()
+                        .try_fold(1usize, |acc, &d| {
+                            usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+                        })
+                        .ok_or("invalid array shape")?;
+                    let values = decode_numpy(p, *dtype, *data)?;
+                    if values.len() != numel {
+                        return Err(format!("array holds {} values, its shape says {numel}", values.len()));
+                    }
+                    Ok(values)
+                }
+                "scalar" => {
+                    let a = p.as_tuple(*args).ok_or("scalar without arguments")?;
+                    let [dtype, data] = a else {
+                        return Err("scalar arguments are not (dtype, bytes)".into());
+                    };
+                    decode_numpy(p, *dtype, *data)
+                }
+                _ => Err(format!("unsupported class {module}.{name}")),
+            }
+        }
+        _ => Err(format!("expected a numpy array, found {}", p.describe(v))),
+    }
+}
+
+/// Decodes raw array bytes described by a pickled `numpy.dtype`.
+fn decode_numpy(p: &Pickle, dtype: Value, data: Value) -> Result<Vec<f64>, String> {
+    let Some(Node::Object { class, args, state, .. }) = p.node(dtype) else {
+        return Err("dtype is not an object".into());
+    };
+    if p.as_global(*class) != Some(("numpy", "dtype")) {
+        return Err("dtype is not numpy.dtype".into());
+    }
+    let code = p
+        .as_tuple(*args)
+        .and_then(|a| a.first())
+        .and_then(|&c| p.as_str(c))
+        .ok_or("dtype without a type code")?;
+    let order = state
+        .and_then(|s| p.as_tuple(s))
+        .and_then(|t| t.get(1).copied())
+        .and_then(|o| p.as_str(o));
+    if order == Some(">") {
+        return Err("big-endian arrays are not supported".into());
+    }
+    let Some(Node::Bytes(bytes)) = p.node(data) else {
+        return Err("array data is not raw bytes".into());
+    };
+    let decode = |size: usize, f: &dyn Fn(&[u8]) -> f64| -> Result<Vec<f64>, String> {
+        if bytes.len() % size != 0 {
+            return Err(format!("{} bytes is not a whole number of {code} values", bytes.len()));
+        }
+        Ok(bytes.chunks_exact(size).map(f).collect())
+    };
+    match code {
+        "f8" => decode(8, &|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+        "f4" => decode(4, &|b| f64::from(f32::from_le_bytes(b.try_into().unwrap_or([0; 4])))),
+        "f2" => decode(2, &|b| {
+            f64::from(half::f16::from_le_bytes(b.try_into().unwrap_or([0; 2])))
+        }),
+        "i8" => decode(8, &|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f64),
+        "i4" => decode(4, &|b| f64::from(i32::from_le_bytes(b.try_into().unwrap_or([0; 4])))),
+        _ => Err(format!("unsupported dtype {code}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +446,77 @@ mod tests {
         let b = stats().action_bounds(Some("libero_10_no_noops")).unwrap();
         assert_eq!(b.unnormalize(&[0.5, 0.7]), vec![0.5, 0.7]);
         assert_eq!(b.unnormalize(&[-1.0, 0.7])[0], -1.0);
+    }
+
+    /// Pickle writer for the tests: numpy arrays as numpy pickles them (protocol 2 and 3 forms).
+    struct Pk(Vec<u8>);
+
+    impl Pk {
+        fn op(&mut self, b: &[u8]) -> &mut Self {
+            self.0.extend_from_slice(b);
+            self
+        }
+        fn s(&mut self, text: &str) -> &mut Self {
+            self.0.push(b'X');
+            self.0.extend((text.len() as u32).to_le_bytes());
+            self.op(text.as_bytes())
+        }
+        fn global(&mut self, module: &str, name: &str) -> &mut Self {
+            self.op(format!("c{module}\n{name}\n").as_bytes())
+        }
+        /// `numpy.array(values, dtype)`; `latin1` writes the data as protocol 2 does.
+        fn array(&mut self, module: &str, code: &str, data: &[u8], n: u8, latin1: bool) -> &mut Self {
+            self.global(module, "_reconstruct")
+                .global("numpy", "ndarray")
+                .op(&[b'K', 0, 0x85, b'C', 1, b'b', 0x87, b'R']);
+            self.op(&[b'(', b'K', 1, b'K', n, 0x85]);
+            self.global("numpy", "dtype").s(code).op(&[0x89, 0x88, 0x87, b'R']);
+            self.op(&[b'(', b'K', 3])
+                .s("<")
+                .op(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t")
+                .op(b"b");
+            self.op(&[0x89]);
+            if latin1 {
+                let text: String = data.iter().map(|&b| char::from(b)).collect();
+                self.global("_codecs", "encode").s(&text).s("latin1").op(&[0x86, b'R']);
+            } else {
+                self.op(b"B").op(&(data.len() as u32).to_le_bytes()).op(data);
+            }
+            self.op(b"tb")
+        }
+    }
+
+    #[test]
+    fn reads_numpy_pickles_without_numpy() {
+        let f8: Vec<u8> = [1.5f64, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f4: Vec<u8> = [0.5f32, 0.001].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut pk = Pk(vec![0x80, 2]);
+        pk.op(b"}(");
+        pk.s("action_mean").array("numpy.core.multiarray", "f8", &f8, 2, true);
+        pk.s("action_std").array("numpy._core.multiarray", "f4", &f4, 2, false);
+        pk.s("qpos_mean")
+            .op(b"]")
+            .op(&[b'(', b'K', 1, b'G'])
+            .op(&0.25f64.to_be_bytes())
+            .op(b"e");
+        pk.s("qpos_std").array("numpy.core.multiarray", "f8", &f8, 2, false);
+        pk.s("example_qpos").global("os", "system").s("true").op(&[0x85, b'R']);
+        pk.op(b"u.");
+        let z = ZScoreStats::from_pickle_bytes(&pk.0, "stats.pkl").unwrap();
+        assert_eq!(z.action_mean, vec![1.5, -2.0]);
+        assert_eq!(z.action_std, vec![0.5, MIN_STD]);
+        assert_eq!(z.qpos_mean, vec![1.0, 0.25]);
+        assert_eq!(z.qpos_std, vec![1.5, MIN_STD]);
+        // A shape that disagrees with the data is an error, not a guess.
+        let mut bad = Pk(vec![0x80, 2]);
+        bad.op(b"}(")
+            .s("action_mean")
+            .array("numpy.core.multiarray", "f8", &f8, 3, false)
+            .op(b"u.");
+        let e = ZScoreStats::from_pickle_bytes(&bad.0, "bad.pkl")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("action_mean") && e.contains("shape"), "{e}");
     }
 
     #[test]

@@ -23,17 +23,14 @@ pub struct Limits {
     pub max_stack: usize,
     /// Most heap nodes (strings, containers, objects) created.
     pub max_nodes: usize,
-    /// Most nesting levels a traversal of the result follows.
-    pub max_depth: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_memo: 1 << 22,
+            max_memo: 1 << 21,
             max_stack: 1 << 22,
-            max_nodes: 1 << 24,
-            max_depth: 64,
+            max_nodes: 1 << 22,
         }
     }
 }
