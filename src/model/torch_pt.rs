@@ -25,6 +25,8 @@ const MAX_PICKLE_BYTES: u64 = 1 << 28;
 const MAX_DEFLATE_RATIO: u64 = 1100;
 /// Most elements a zero-stride (expanded) view may materialise beyond its storage's size.
 const MAX_EXPANDED_NUMEL: i64 = 1 << 26;
+/// Most `Parameter(Parameter(...))` wrappers followed (torch writes one).
+const MAX_PARAMETER_NESTING: usize = 4;
 /// Most dict levels followed when flattening nested state dicts.
 const MAX_NESTING: usize = 16;
 
@@ -350,6 +352,10 @@ impl Ctx<'_> {
 
     /// `Some` if `v` is a tensor rebuilt by one of torch's tensor/parameter constructors.
     fn tensor_meta(&self, v: Value, name: &str) -> Result<Option<TensorMeta>> {
+        self.tensor_meta_at(v, name, 0)
+    }
+
+    fn tensor_meta_at(&self, v: Value, name: &str, depth: usize) -> Result<Option<TensorMeta>> {
         let p = self.pickle;
         let Some(Node::Object { class, args, .. }) = p.node(v) else {
             return Ok(None);
@@ -362,7 +368,10 @@ impl Ctx<'_> {
         match (module, func) {
             ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
                 let inner = *args.first().ok_or_else(|| bad("parameter without data"))?;
-                match self.tensor_meta(inner, name)? {
+                if depth >= MAX_PARAMETER_NESTING {
+                    return Err(bad("parameters nested too deeply"));
+                }
+                match self.tensor_meta_at(inner, name, depth + 1)? {
                     Some(m) => Ok(Some(m)),
                     None => Err(bad("parameter data is not a tensor")),
                 }

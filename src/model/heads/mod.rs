@@ -328,3 +328,90 @@ pub fn n_heads_from_config(path: &Path) -> Result<Option<i64>> {
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spec §4.1/§4.2 key table of a MAP block at the released sizes.
+    fn map_block_keys(prefix: &str, vis: i64, embed: i64) -> Vec<(String, Vec<i64>)> {
+        let hidden = 4 * embed;
+        [
+            ("projection.weight", vec![embed, vis]),
+            ("projection.bias", vec![embed]),
+            ("latents", vec![1, embed]),
+            ("attn_norm.g", vec![embed]),
+            ("attn.q.weight", vec![embed, embed]),
+            ("attn.kv.weight", vec![2 * embed, embed]),
+            ("attn.proj.weight", vec![embed, embed]),
+            ("attn.proj.bias", vec![embed]),
+            ("mlp_norm.g", vec![embed]),
+            ("mlp.0.project.weight", vec![2 * hidden, embed]),
+            ("mlp.0.project.bias", vec![2 * hidden]),
+            ("mlp.1.weight", vec![embed, hidden]),
+            ("mlp.1.bias", vec![embed]),
+        ]
+        .into_iter()
+        .map(|(k, s)| (format!("{prefix}.{k}"), s))
+        .collect()
+    }
+
+    fn random_state_dict(keys: Vec<(String, Vec<i64>)>) -> Vec<(String, Tensor)> {
+        tch::manual_seed(0);
+        keys.into_iter()
+            .map(|(k, s)| (k, Tensor::randn(s.as_slice(), (Kind::Float, Device::Cpu)) * 0.02))
+            .collect()
+    }
+
+    #[test]
+    fn released_libero_head_sizes_and_parameter_count() {
+        let mut keys = map_block_keys("latent_action_pool", 4096, 512);
+        keys.extend(map_block_keys("visual_pool", 4096, 512));
+        keys.push(("proj.0.weight".into(), vec![84, 512]));
+        keys.push(("proj.0.bias".into(), vec![84]));
+        let params: i64 = keys.iter().map(|(_, s)| s.iter().product::<i64>()).sum();
+        assert_eq!(params, 12_640_340, "spec §4.2 parameter count");
+        let vb = VarBuilder::from_tensors("released-size", random_state_dict(keys), Kind::Float, Device::Cpu);
+        let head = ActionHead::new(&vb, DEFAULT_N_HEADS).unwrap();
+        assert_eq!(
+            (head.kind(), head.window(), head.action_dim()),
+            (HeadKind::Libero, 12, 7)
+        );
+        assert_eq!((head.vis_dim(), head.embed_dim()), (4096, 512));
+        let visual = Tensor::randn([1, 256, 4096], (Kind::BFloat16, Device::Cpu));
+        let latent = Tensor::randn([1, 5, 4096], (Kind::BFloat16, Device::Cpu));
+        let out = head.forward(&visual, &latent, None).unwrap();
+        assert_eq!(out.raw.size(), [1, 84]);
+        assert_eq!(out.chunk.size(), [1, 12, 7]);
+        let values = out.chunk_f64().unwrap();
+        assert_eq!(values.len(), 84);
+        assert!(values.iter().all(|v| v.abs() <= 1.0), "tanh output out of range");
+    }
+
+    #[test]
+    fn unknown_layouts_are_rejected_with_the_keys_found() {
+        let vb = VarBuilder::from_tensors(
+            "other.pt",
+            random_state_dict(vec![("encoder.weight".into(), vec![2, 2])]),
+            Kind::Float,
+            Device::Cpu,
+        );
+        let e = ActionHead::new(&vb, 8).err().unwrap().to_string();
+        assert!(e.contains("encoder.weight"), "{e}");
+        // A head count that does not divide the width is a configuration error.
+        let keys = [
+            map_block_keys("latent_action_pool", 8, 6),
+            map_block_keys("visual_pool", 8, 6),
+        ]
+        .concat();
+        let mut sd = random_state_dict(keys);
+        sd.push((
+            "proj.0.weight".into(),
+            Tensor::zeros([14, 6], (Kind::Float, Device::Cpu)),
+        ));
+        sd.push(("proj.0.bias".into(), Tensor::zeros([14], (Kind::Float, Device::Cpu))));
+        let vb = VarBuilder::from_tensors("odd.pt", sd, Kind::Float, Device::Cpu);
+        assert!(ActionHead::new(&vb, 4).is_err());
+        assert_eq!(ActionHead::new(&vb, 3).unwrap().window(), 2);
+    }
+}
