@@ -53,13 +53,14 @@ const VARIANTS: [Variant; 3] = [
 ];
 
 fn ensembler(golden: &Golden, v: &Variant) -> TemporalEnsembler {
+    let e = TemporalEnsembler::for_head(v.kind, v.window as usize, v.action_dim as usize).unwrap();
     let n = golden.json[v.name]["temporal_size"].as_u64().expect("temporal_size") as usize;
-    let dim = v.action_dim as usize;
-    if v.kind == HeadKind::RealWorld {
-        TemporalEnsembler::with_tail(n, dim).unwrap()
-    } else {
-        TemporalEnsembler::new(n, dim).unwrap()
+    assert_eq!(e.temporal_size(), n, "{}: reference temporal size", v.name);
+    let weights = common::json_f64s(&golden.json[v.name]["temporal_weights"]);
+    if let Some(w) = weights {
+        assert_close_f64(&format!("{}: temporal weights", v.name), e.weights(), &w, 1e-15, 0.0);
     }
+    e
 }
 
 fn post_processor(v: &Variant) -> PostProcessor {

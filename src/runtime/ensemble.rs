@@ -7,6 +7,11 @@
 //! weights `exp(−0.1·n)`, newest (n = 0) first. It reproduces the reference's float64 numpy code.
 use std::collections::VecDeque;
 
+use crate::model::heads::HeadKind;
+
+/// Ensemble size of the real-world deployment: the last 8 steps of each chunk (spec §4.3).
+pub const REAL_WORLD_TEMPORAL_SIZE: usize = 8;
+
 /// Decay of the ensemble weights `exp(−BALANCING_FACTOR·n)`.
 pub const BALANCING_FACTOR: f64 = 0.1;
 
@@ -58,6 +63,15 @@ impl TemporalEnsembler {
             tail: true,
             ..Self::new(n, dim)?
         })
+    }
+
+    /// The reference's ensemble for a head: N = `window` (LIBERO 12, Bridge 10, R2R 4) over
+    /// whole chunks, except the real-world head, which ensembles the last 8 steps of each chunk.
+    pub fn for_head(kind: HeadKind, window: usize, action_dim: usize) -> Result<Self, EnsembleError> {
+        match kind {
+            HeadKind::RealWorld => Self::with_tail(REAL_WORLD_TEMPORAL_SIZE, action_dim),
+            HeadKind::Libero | HeadKind::R2r => Self::new(window, action_dim),
+        }
     }
 
     /// Clears the buffer and mask (start of an episode).
@@ -246,6 +260,16 @@ mod tests {
         assert!(matches!(s.push(&[1.0]), Err(EnsembleError::Rows { .. })));
         assert!(matches!(s.push(&[1.0, f64::NAN]), Err(EnsembleError::NonFinite)));
         assert!(TemporalEnsembler::new(0, 7).is_err());
+    }
+
+    #[test]
+    fn reference_sizes_per_head() {
+        let e = TemporalEnsembler::for_head(HeadKind::RealWorld, 12, 7).unwrap();
+        assert_eq!((e.temporal_size(), e.action_dim()), (8, 7));
+        let mut e = TemporalEnsembler::for_head(HeadKind::R2r, 4, 4).unwrap();
+        assert_eq!(e.temporal_size(), 4);
+        assert!(e.push(&[0.25; 20]).is_err());
+        assert_eq!(e.weights()[1], (-0.1f64).exp());
     }
 
     #[test]
