@@ -98,6 +98,11 @@ impl UniVla {
         self.device
     }
 
+    /// Image patches spliced into the prompt.
+    pub fn num_patches(&self) -> i64 {
+        self.vision.num_patches()
+    }
+
     pub fn hidden_size(&self) -> i64 {
         self.cfg.text_config.hidden_size
     }

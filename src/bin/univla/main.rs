@@ -1,6 +1,7 @@
 //! `univla`: the command-line face of univla_ros (inference, benchmarks, checkpoints, evaluation).
 use clap::{Parser, Subcommand};
 
+mod common;
 mod infer;
 
 /// Run and evaluate the UniVLA robot policy on LibTorch.
