@@ -89,8 +89,16 @@ impl SyntheticSpec {
     /// The golden fixture's sizes (≈ 4.5 M parameters).
     pub fn tiny() -> Self {
         Self {
-            dino: VitSpec { embed_dim: 32, depth: 3, num_heads: 2 },
-            siglip: VitSpec { embed_dim: 48, depth: 3, num_heads: 3 },
+            dino: VitSpec {
+                embed_dim: 32,
+                depth: 3,
+                num_heads: 2,
+            },
+            siglip: VitSpec {
+                embed_dim: 48,
+                depth: 3,
+                num_heads: 3,
+            },
             hidden_size: 64,
             intermediate_size: 172,
             num_layers: 2,
@@ -104,8 +112,16 @@ impl SyntheticSpec {
     /// heads; LM 512 wide, FFN 1376, 8 layers, 8 heads; head 512 wide, 8 heads.
     pub fn small() -> Self {
         Self {
-            dino: VitSpec { embed_dim: 192, depth: 6, num_heads: 3 },
-            siglip: VitSpec { embed_dim: 192, depth: 6, num_heads: 3 },
+            dino: VitSpec {
+                embed_dim: 192,
+                depth: 6,
+                num_heads: 3,
+            },
+            siglip: VitSpec {
+                embed_dim: 192,
+                depth: 6,
+                num_heads: 3,
+            },
             hidden_size: 512,
             intermediate_size: 1376,
             num_layers: 8,
@@ -132,10 +148,14 @@ impl SyntheticSpec {
             }
         }
         if self.hidden_size % self.num_heads != 0 || (self.hidden_size / self.num_heads) % 2 != 0 {
-            return Err(ModelError::Config("LM hidden size must split into even-sized heads".into()));
+            return Err(ModelError::Config(
+                "LM hidden size must split into even-sized heads".into(),
+            ));
         }
         if self.head_embed_dim % self.head_num_heads != 0 {
-            return Err(ModelError::Config("head embed dim must be a multiple of its heads".into()));
+            return Err(ModelError::Config(
+                "head embed dim must be a multiple of its heads".into(),
+            ));
         }
         Ok(())
     }
@@ -179,10 +199,22 @@ impl Layout {
         let d = v.embed_dim;
         if dino {
             self.add(format!("{prefix}.cls_token"), &[1, 1, d], Fill::Normal(WEIGHT_STD));
-            self.add(format!("{prefix}.reg_token"), &[1, REGISTERS, d], Fill::Normal(WEIGHT_STD));
+            self.add(
+                format!("{prefix}.reg_token"),
+                &[1, REGISTERS, d],
+                Fill::Normal(WEIGHT_STD),
+            );
         }
-        self.add(format!("{prefix}.pos_embed"), &[1, GRID * GRID, d], Fill::Normal(WEIGHT_STD));
-        self.add(format!("{prefix}.patch_embed.proj.weight"), &[d, 3, PATCH, PATCH], Fill::Normal(WEIGHT_STD));
+        self.add(
+            format!("{prefix}.pos_embed"),
+            &[1, GRID * GRID, d],
+            Fill::Normal(WEIGHT_STD),
+        );
+        self.add(
+            format!("{prefix}.patch_embed.proj.weight"),
+            &[d, 3, PATCH, PATCH],
+            Fill::Normal(WEIGHT_STD),
+        );
         self.add(format!("{prefix}.patch_embed.proj.bias"), &[d], Fill::Zeros);
         for i in 0..v.depth {
             let b = format!("{prefix}.blocks.{i}");
@@ -248,13 +280,22 @@ fn siglip_mlp(d: i64) -> i64 {
 fn vlm_tensors(spec: &SyntheticSpec) -> Vec<(String, Tensor)> {
     let mut l = Layout::new();
     l.vit("vision_backbone.featurizer", spec.dino, 4 * spec.dino.embed_dim, true);
-    l.vit("vision_backbone.fused_featurizer", spec.siglip, siglip_mlp(spec.siglip.embed_dim), false);
+    l.vit(
+        "vision_backbone.fused_featurizer",
+        spec.siglip,
+        siglip_mlp(spec.siglip.embed_dim),
+        false,
+    );
     let vision_dim = spec.dino.embed_dim + spec.siglip.embed_dim;
     let h = spec.hidden_size;
     l.linear("projector.fc1", 4 * vision_dim, vision_dim, true);
     l.linear("projector.fc2", h, 4 * vision_dim, true);
     l.linear("projector.fc3", h, h, true);
-    l.add("language_model.model.embed_tokens.weight", &[PADDED_VOCAB, h], Fill::Normal(WEIGHT_STD));
+    l.add(
+        "language_model.model.embed_tokens.weight",
+        &[PADDED_VOCAB, h],
+        Fill::Normal(WEIGHT_STD),
+    );
     for i in 0..spec.num_layers {
         let p = format!("language_model.model.layers.{i}");
         for proj in ["q_proj", "k_proj", "v_proj", "o_proj"] {
@@ -267,7 +308,11 @@ fn vlm_tensors(spec: &SyntheticSpec) -> Vec<(String, Tensor)> {
         l.add(format!("{p}.post_attention_layernorm.weight"), &[h], Fill::Ones);
     }
     l.add("language_model.model.norm.weight", &[h], Fill::Ones);
-    l.add("language_model.lm_head.weight", &[PADDED_VOCAB, h], Fill::Normal(WEIGHT_STD));
+    l.add(
+        "language_model.lm_head.weight",
+        &[PADDED_VOCAB, h],
+        Fill::Normal(WEIGHT_STD),
+    );
     let mut tensors = l.materialize(Kind::Float);
     if let Some((_, head)) = tensors.iter_mut().find(|(k, _)| k == "language_model.lm_head.weight") {
         let rows = Tensor::randn([NUM_LATENT_CODES, h], (Kind::Float, Device::Cpu)) * ACT_ROW_STD;
@@ -301,20 +346,41 @@ pub fn head_tensors(variant: HeadVariant, vis: i64, embed: i64, window: i64) -> 
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::Invalid(e.to_string()))?;
-    std::fs::write(path, text + "\n").map_err(|source| ModelError::Io { path: path.into(), source })
+    std::fs::write(path, text + "\n").map_err(|source| ModelError::Io {
+        path: path.into(),
+        source,
+    })
 }
 
 fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    Tensor::write_safetensors(tensors, path).map_err(|e| ModelError::Format { path: path.into(), reason: e.to_string() })
+    Tensor::write_safetensors(tensors, path).map_err(|e| ModelError::Format {
+        path: path.into(),
+        reason: e.to_string(),
+    })
 }
 
 /// The synthetic tokenizer files (LLaMA-2 id layout) shipped with the project.
 const TOKENIZER_FILES: [(&str, &str); 5] = [
-    ("tokenizer.json", include_str!("../../test/data/univla-tiny/checkpoint/tokenizer.json")),
-    ("tokenizer_config.json", include_str!("../../test/data/univla-tiny/checkpoint/tokenizer_config.json")),
-    ("special_tokens_map.json", include_str!("../../test/data/univla-tiny/checkpoint/special_tokens_map.json")),
-    ("added_tokens.json", include_str!("../../test/data/univla-tiny/checkpoint/added_tokens.json")),
-    ("generation_config.json", include_str!("../../test/data/univla-tiny/checkpoint/generation_config.json")),
+    (
+        "tokenizer.json",
+        include_str!("../../test/data/univla-tiny/checkpoint/tokenizer.json"),
+    ),
+    (
+        "tokenizer_config.json",
+        include_str!("../../test/data/univla-tiny/checkpoint/tokenizer_config.json"),
+    ),
+    (
+        "special_tokens_map.json",
+        include_str!("../../test/data/univla-tiny/checkpoint/special_tokens_map.json"),
+    ),
+    (
+        "added_tokens.json",
+        include_str!("../../test/data/univla-tiny/checkpoint/added_tokens.json"),
+    ),
+    (
+        "generation_config.json",
+        include_str!("../../test/data/univla-tiny/checkpoint/generation_config.json"),
+    ),
 ];
 
 fn config_json(spec: &SyntheticSpec, seed: i64) -> serde_json::Value {
@@ -389,7 +455,7 @@ fn dataset_statistics_json() -> serde_json::Value {
                 "mask": [true, true, true, true, true, true, false],
             },
             "proprio": {
-                "mean": [0.0; 7], "std": [1.0; 7], "min": [-1.0; 7], "max": [1.0; 7], "q01": [-1.0; 7], "q99": [1.0; 7],
+                "mean": ([0.0; 7]), "std": ([1.0; 7]), "min": ([-1.0; 7]), "max": ([1.0; 7]), "q01": ([-1.0; 7]), "q99": ([1.0; 7]),
             },
             "num_transitions": 1000,
             "num_trajectories": 10,
@@ -403,18 +469,29 @@ fn realworld_stats_json() -> serde_json::Value {
     json!({
         "action_mean": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5],
         "action_std": [0.05, 0.05, 0.05, 0.1, 0.1, 0.1, 0.5],
-        "qpos_mean": [0.0; 7],
-        "qpos_std": [1.0; 7],
+        "qpos_mean": ([0.0; 7]),
+        "qpos_std": ([1.0; 7]),
     })
 }
 
 /// Writes a synthetic checkpoint to `dir` (created if needed) with the given heads; returns the
 /// head files written. Seeds libtorch's generator with `seed`.
-pub fn write_checkpoint(dir: &Path, spec: &SyntheticSpec, heads: &[HeadVariant], seed: i64) -> Result<Vec<std::path::PathBuf>> {
+pub fn write_checkpoint(
+    dir: &Path,
+    spec: &SyntheticSpec,
+    heads: &[HeadVariant],
+    seed: i64,
+) -> Result<Vec<std::path::PathBuf>> {
     spec.validate()?;
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.into(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.into(),
+        source,
+    })?;
     tch::manual_seed(seed);
-    let vlm: Vec<(String, Tensor)> = vlm_tensors(spec).into_iter().map(|(k, t)| (k, t.to_kind(Kind::BFloat16))).collect();
+    let vlm: Vec<(String, Tensor)> = vlm_tensors(spec)
+        .into_iter()
+        .map(|(k, t)| (k, t.to_kind(Kind::BFloat16)))
+        .collect();
     write_tensors(&dir.join("model.safetensors"), &vlm)?;
     drop(vlm);
     write_json(&dir.join("config.json"), &config_json(spec, seed))?;

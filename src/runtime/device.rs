@@ -12,7 +12,11 @@ pub fn parse_device(s: &str) -> Result<Device, RuntimeError> {
         "cuda" => Device::Cuda(0),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(i)) => Device::Cuda(i),
-            _ => return Err(RuntimeError::Invalid(format!("unknown device `{s}`: use cpu, cuda or cuda:N"))),
+            _ => {
+                return Err(RuntimeError::Invalid(format!(
+                    "unknown device `{s}`: use cpu, cuda or cuda:N"
+                )))
+            }
         },
     };
     let available = tch::Cuda::device_count();
@@ -20,7 +24,11 @@ pub fn parse_device(s: &str) -> Result<Device, RuntimeError> {
         Device::Cuda(i) if (i as i64) < available => Ok(device),
         _ => Err(RuntimeError::Invalid(format!(
             "device `{s}` requested but libtorch sees {available} CUDA device(s){}",
-            if available == 0 { " (no GPU, or a CPU-only libtorch)" } else { "" }
+            if available == 0 {
+                " (no GPU, or a CPU-only libtorch)"
+            } else {
+                ""
+            }
         ))),
     }
 }
@@ -31,7 +39,9 @@ pub fn parse_dtype(s: &str) -> Result<Kind, RuntimeError> {
         "f32" | "float32" | "float" | "fp32" => Ok(Kind::Float),
         "bf16" | "bfloat16" => Ok(Kind::BFloat16),
         "f16" | "float16" | "half" | "fp16" => Ok(Kind::Half),
-        other => Err(RuntimeError::Invalid(format!("unknown dtype `{other}`: use f32, bf16 or f16"))),
+        other => Err(RuntimeError::Invalid(format!(
+            "unknown dtype `{other}`: use f32, bf16 or f16"
+        ))),
     }
 }
 
@@ -44,7 +54,10 @@ mod tests {
         assert_eq!(parse_device("CPU").unwrap(), Device::Cpu);
         assert!(parse_device("gpu").unwrap_err().to_string().contains("unknown device"));
         if tch::Cuda::device_count() == 0 {
-            assert!(parse_device("cuda:0").unwrap_err().to_string().contains("0 CUDA device"));
+            assert!(parse_device("cuda:0")
+                .unwrap_err()
+                .to_string()
+                .contains("0 CUDA device"));
         }
         assert_eq!(parse_dtype("bf16").unwrap(), Kind::BFloat16);
         assert_eq!(parse_dtype("float32").unwrap(), Kind::Float);

@@ -144,7 +144,10 @@ pub struct Policy {
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy").field("preset", &self.preset).field("head", &self.head.kind()).finish()
+        f.debug_struct("Policy")
+            .field("preset", &self.preset)
+            .field("head", &self.head.kind())
+            .finish()
     }
 }
 
@@ -194,10 +197,16 @@ impl Policy {
             }
             _ => None,
         };
-        let zscore = opts.realworld_stats.as_deref().map(ZScoreStats::from_file).transpose()?;
+        let zscore = opts
+            .realworld_stats
+            .as_deref()
+            .map(ZScoreStats::from_file)
+            .transpose()?;
         let post = PostProcessor::new(preset, bounds, zscore.clone())?;
         let window = head.window() as usize;
-        let temporal_size = opts.temporal_size.unwrap_or_else(|| default_temporal_size(preset, window));
+        let temporal_size = opts
+            .temporal_size
+            .unwrap_or_else(|| default_temporal_size(preset, window));
         if temporal_size == 0 || temporal_size > window {
             return Err(RuntimeError::Invalid(format!(
                 "temporal ensemble size {temporal_size} must be between 1 and the chunk length {window}"
@@ -208,7 +217,18 @@ impl Policy {
             tch::manual_seed(seed);
         }
         tracing::info!(head = ?head.kind(), ?preset, window, temporal_size, "policy loaded");
-        Ok(Arc::new(Self { vla, head, tokenizer, processor, post, zscore, preset, style, temporal_size, opts }))
+        Ok(Arc::new(Self {
+            vla,
+            head,
+            tokenizer,
+            processor,
+            post,
+            zscore,
+            preset,
+            style,
+            temporal_size,
+            opts,
+        }))
     }
 
     pub fn head(&self) -> &ActionHead {
@@ -254,7 +274,9 @@ fn check_preset(preset: Preset, kind: HeadKind) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(RuntimeError::Invalid(format!("post-processing preset {preset:?} does not fit a {kind:?} action head")))
+        Err(RuntimeError::Invalid(format!(
+            "post-processing preset {preset:?} does not fit a {kind:?} action head"
+        )))
     }
 }
 
@@ -287,7 +309,11 @@ impl Clock {
             Device::Cuda(i) if sync => Some(i as i64),
             _ => None,
         };
-        Self { last: Instant::now(), timings: StageTimings::default(), sync }
+        Self {
+            last: Instant::now(),
+            timings: StageTimings::default(),
+            sync,
+        }
     }
 }
 
@@ -344,9 +370,10 @@ pub struct Session {
 
 impl Session {
     pub fn new(policy: Arc<Policy>) -> Result<Self> {
-        let capacity = policy.vla.config().text_config.max_position_embeddings.min(
-            policy.vla.num_patches() + policy.opts.max_prompt_tokens + crate::model::prompt::LATENT_TOKENS as i64,
-        );
+        let capacity =
+            policy.vla.config().text_config.max_position_embeddings.min(
+                policy.vla.num_patches() + policy.opts.max_prompt_tokens + crate::model::prompt::LATENT_TOKENS as i64,
+            );
         let state = policy.vla.decode_state(capacity);
         let dim = policy.head.action_dim() as usize;
         let executor = match policy.opts.execution {
@@ -409,21 +436,33 @@ impl Session {
             Executor::Ensemble(_) => true,
             Executor::OpenLoop(q) => q.needs_plan(),
         };
-        let inference = if needs_plan { Some(tch::no_grad(|| self.infer(image, proprio, &mut clock))?) } else { None };
+        let inference = if needs_plan {
+            Some(tch::no_grad(|| self.infer(image, proprio, &mut clock))?)
+        } else {
+            None
+        };
         let pre_action = match (&mut self.executor, &inference) {
             (Executor::Ensemble(e), Some(inf)) => e.push(&inf.chunk.concat())?,
             (Executor::OpenLoop(q), inf) => {
                 if let Some(inf) = inf {
                     q.load(&inf.chunk.concat(), self.policy.head.action_dim() as usize)?;
                 }
-                q.pop().ok_or_else(|| RuntimeError::Invalid("open-loop queue is empty after planning".into()))?
+                q.pop()
+                    .ok_or_else(|| RuntimeError::Invalid("open-loop queue is empty after planning".into()))?
             }
-            (Executor::Ensemble(_), None) => return Err(RuntimeError::Invalid("ensemble step without inference".into())),
+            (Executor::Ensemble(_), None) => {
+                return Err(RuntimeError::Invalid("ensemble step without inference".into()))
+            }
         };
         let action = self.policy.post.apply(&pre_action)?;
         clock.stage_done("postprocess");
         self.steps += 1;
-        Ok(StepOutput { inference, pre_action, action, timings: clock.timings })
+        Ok(StepOutput {
+            inference,
+            pre_action,
+            action,
+            timings: clock.timings,
+        })
     }
 
     fn infer(&mut self, image: &RgbImage, proprio: Option<&[f64]>, clock: &mut Clock) -> Result<Inference> {
@@ -440,13 +479,17 @@ impl Session {
                 p.opts.max_prompt_tokens
             )));
         }
-        let out = p.vla.latent_step(&projected, &input_ids, p.opts.decoding, &mut self.state, false, clock)?;
+        let out = p
+            .vla
+            .latent_step(&projected, &input_ids, p.opts.decoding, &mut self.state, false, clock)?;
         let latent_ids = extract_latent_ids(&input_ids, &out.generated);
         self.update_history(&latent_ids, &out.generated);
         let proprio_t = match (p.head.needs_proprio(), proprio) {
             (false, _) => None,
             (true, None) => {
-                return Err(RuntimeError::Invalid("the real-world head needs proprio (joint positions)".into()))
+                return Err(RuntimeError::Invalid(
+                    "the real-world head needs proprio (joint positions)".into(),
+                ))
             }
             (true, Some(q)) => {
                 let expected = p.head.proprio_dim().unwrap_or(q.len() as i64) as usize;
@@ -466,12 +509,19 @@ impl Session {
                 Some(Tensor::from_slice(&v).view([1, -1]).to_device(p.opts.device))
             }
         };
-        let head_out = p.head.forward(&out.visual_embed, &out.latent_action, proprio_t.as_ref())?;
+        let head_out = p
+            .head
+            .forward(&out.visual_embed, &out.latent_action, proprio_t.as_ref())?;
         let flat = head_out.chunk_f64()?;
         clock.stage_done("head");
         let dim = p.head.action_dim() as usize;
         let chunk = flat.chunks(dim).map(<[f64]>::to_vec).collect();
-        Ok(Inference { prompt, input_ids, latent_ids, chunk })
+        Ok(Inference {
+            prompt,
+            input_ids,
+            latent_ids,
+            chunk,
+        })
     }
 
     /// The next prompt's history, as the reference keeps it.

@@ -59,7 +59,11 @@ impl PolicyArgs {
         let mut o = PolicyOptions::new(&self.checkpoint, &self.decoder);
         o.device = parse_device(&self.device)?;
         o.dtype = parse_dtype(&self.dtype)?;
-        o.decoding = if self.greedy { Decoding::Greedy } else { Decoding::reference_sampling() };
+        o.decoding = if self.greedy {
+            Decoding::Greedy
+        } else {
+            Decoding::reference_sampling()
+        };
         o.seed = self.seed;
         o.unnorm_key = self.unnorm_key.clone();
         o.preset = match &self.preset {
@@ -67,10 +71,19 @@ impl PolicyArgs {
             None => None,
         };
         o.realworld_stats = self.realworld_stats.clone();
-        o.execution =
-            if self.open_loop { Execution::OpenLoop { replan_every: self.replan_every } } else { Execution::Ensemble };
-        o.resize = ResizeMethod::from_name(&self.resize)
-            .ok_or_else(|| anyhow::anyhow!("unknown resize `{}`: pil, opencv-cubic, opencv-area", self.resize))?;
+        o.execution = if self.open_loop {
+            Execution::OpenLoop {
+                replan_every: self.replan_every,
+            }
+        } else {
+            Execution::Ensemble
+        };
+        o.resize = match self.resize.as_str() {
+            "pil" => ResizeMethod::PilBicubic,
+            "opencv-cubic" => ResizeMethod::OpenCvCubic,
+            "opencv-area" => ResizeMethod::OpenCvArea,
+            other => anyhow::bail!("unknown resize `{other}`: pil, opencv-cubic or opencv-area"),
+        };
         o.progress = true;
         Ok(o)
     }

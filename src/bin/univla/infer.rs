@@ -37,7 +37,12 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         None => None,
     };
     if let Some(p) = &proprio {
-        anyhow::ensure!(p.len() >= args.images.len(), "--proprio has {} vectors for {} images", p.len(), args.images.len());
+        anyhow::ensure!(
+            p.len() >= args.images.len(),
+            "--proprio has {} vectors for {} images",
+            p.len(),
+            args.images.len()
+        );
     }
     let images = args
         .images
@@ -81,7 +86,7 @@ pub fn step_json(step: &StepOutput) -> serde_json::Value {
         "pre_action": step.pre_action,
         "action": action_json(&step.action),
         "action_name": match &step.action { Action::Nav(a) => Some(format!("{a:?}")), _ => None },
-        "timings_ms": step.timings.stages.iter().map(|(s, d)| (s.to_string(), d.as_secs_f64() * 1e3)).collect::<serde_json::Map<_, _>>(),
+        "timings_ms": step.timings.stages.iter().map(|(s, d)| (s.to_string(), json!(d.as_secs_f64() * 1e3))).collect::<serde_json::Map<_, _>>(),
     })
 }
 
@@ -89,7 +94,12 @@ fn print_step(t: usize, step: &StepOutput) {
     let tokens = step
         .inference
         .as_ref()
-        .map(|i| i.latent_ids.iter().map(|id| format!("<ACT_{}>", id - 32001)).collect::<String>())
+        .map(|i| {
+            i.latent_ids
+                .iter()
+                .map(|id| format!("<ACT_{}>", id - 32001))
+                .collect::<String>()
+        })
         .unwrap_or_else(|| "(open-loop, no query)".into());
     println!(
         "step {t}: {tokens}  action {}  ({:.1} ms)",
