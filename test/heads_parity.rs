@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_close, assert_close_f64, checkpoint_dir, to_f64s, Golden};
+use common::{assert_close_f64, assert_close_tol as assert_close, checkpoint, to_f64s, Golden};
 use tch::{Device, Tensor};
 use univla_ros::model::heads::{ActionHead, HeadKind, HeadOutput};
 use univla_ros::runtime::ensemble::TemporalEnsembler;
@@ -66,7 +66,7 @@ fn ensembler(golden: &Golden, v: &Variant) -> TemporalEnsembler {
 fn post_processor(v: &Variant) -> PostProcessor {
     let preset = Preset::for_head(v.kind);
     let bounds = (preset == Preset::Libero).then(|| {
-        let stats = DatasetStatistics::from_file(&checkpoint_dir().join("dataset_statistics.json")).unwrap();
+        let stats = DatasetStatistics::from_file(&checkpoint().join("dataset_statistics.json")).unwrap();
         // `libero_10` resolves to `libero_10_no_noops`, as in the reference evaluation.
         stats.action_bounds(Some("libero_10")).unwrap()
     });
@@ -183,7 +183,7 @@ fn run_variant(golden: &Golden, v: &Variant, path: &Path) {
     assert_eq!(head.n_heads(), 4, "n_heads from action_decoder_config.json");
     assert_eq!(head.needs_proprio(), v.kind == HeadKind::RealWorld);
     let label = path.file_name().unwrap().to_string_lossy().into_owned();
-    let steps = golden.steps(v.name);
+    let steps = golden.steps(v.name).len();
     assert_eq!(steps, 6, "{}: golden steps", v.name);
     let post = post_processor(v);
     let mut ours = ensembler(golden, v);
@@ -231,7 +231,7 @@ fn run_variant(golden: &Golden, v: &Variant, path: &Path) {
 fn heads_match_reference_from_torch_save_files() {
     let golden = Golden::load();
     for v in &VARIANTS {
-        run_variant(&golden, v, &checkpoint_dir().join(format!("{}.pt", v.file)));
+        run_variant(&golden, v, &checkpoint().join(format!("{}.pt", v.file)));
     }
 }
 
@@ -239,14 +239,14 @@ fn heads_match_reference_from_torch_save_files() {
 fn heads_match_reference_from_safetensors_files() {
     let golden = Golden::load();
     for v in &VARIANTS {
-        run_variant(&golden, v, &checkpoint_dir().join(format!("{}.safetensors", v.file)));
+        run_variant(&golden, v, &checkpoint().join(format!("{}.safetensors", v.file)));
     }
 }
 
 #[test]
 fn real_world_head_requires_proprio_and_checks_shapes() {
     let golden = Golden::load();
-    let head = ActionHead::load(&checkpoint_dir().join("action_decoder.safetensors"), Device::Cpu).unwrap();
+    let head = ActionHead::load(&checkpoint().join("action_decoder.safetensors"), Device::Cpu).unwrap();
     let visual = golden.step_tensor("deploy", 0, "visual_embed");
     let latent = golden.step_tensor("deploy", 0, "latent_action");
     assert!(head.forward(&visual, &latent, None).is_err());
@@ -261,7 +261,7 @@ fn real_world_head_requires_proprio_and_checks_shapes() {
 fn head_count_defaults_to_eight_without_a_config_entry() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("head.safetensors");
-    std::fs::copy(checkpoint_dir().join("action_decoder_libero.safetensors"), &copy).unwrap();
+    std::fs::copy(checkpoint().join("action_decoder_libero.safetensors"), &copy).unwrap();
     let head = ActionHead::load(&copy, Device::Cpu).unwrap();
     assert_eq!(head.n_heads(), 8);
     // With the wrong head count the outputs differ from the reference (the count matters).

@@ -9,7 +9,7 @@ use std::io::{Cursor, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use common::checkpoint_dir;
+use common::checkpoint;
 use tch::{Device, Kind, Tensor};
 use univla_ros::model::torch_pt::{self, pickle};
 
@@ -31,13 +31,13 @@ fn assert_same(what: &str, a: &Tensor, e: &Tensor) {
 #[test]
 fn fixture_pt_files_equal_their_safetensors() {
     for name in ["action_decoder", "action_decoder_libero", "action_decoder_r2r"] {
-        let pt = torch_pt::read_state_dict(&checkpoint_dir().join(format!("{name}.pt")), None).unwrap();
+        let pt = torch_pt::read_state_dict(&checkpoint().join(format!("{name}.pt")), None).unwrap();
         let keys_in_order: Vec<&str> = pt.iter().map(|(k, _)| k.as_str()).collect();
         assert!(
             keys_in_order.iter().any(|k| k.ends_with("visual_pool.latents")),
             "{name}: {keys_in_order:?}"
         );
-        let st = as_map(Tensor::read_safetensors(checkpoint_dir().join(format!("{name}.safetensors"))).unwrap());
+        let st = as_map(Tensor::read_safetensors(checkpoint().join(format!("{name}.safetensors"))).unwrap());
         let pt = as_map(pt);
         let mut a: Vec<&String> = pt.keys().collect();
         let mut b: Vec<&String> = st.keys().collect();
@@ -167,7 +167,7 @@ fn try_read(bytes: Vec<u8>, what: &str) -> Result<Vec<(String, Tensor)>, String>
 fn truncated_files_are_errors() {
     for (file, count) in [
         (data_dir().join("lightning_like.ckpt"), 400usize),
-        (checkpoint_dir().join("action_decoder_libero.pt"), 60),
+        (checkpoint().join("action_decoder_libero.pt"), 60),
     ] {
         let bytes = std::fs::read(&file).unwrap();
         for i in 0..count {

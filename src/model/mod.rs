@@ -3,12 +3,16 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod heads;
 pub mod llama;
+pub mod projector;
 pub mod prompt;
+pub mod synthetic;
+pub mod torch_pt;
+pub mod vision;
+pub mod vla;
 pub mod weights;
 
 pub use config::{LlamaConfig, VlaConfig};
 pub use error::ModelError;
 pub use weights::VarBuilder;
-pub mod heads;
-pub mod torch_pt;

@@ -11,7 +11,7 @@ use super::config::VlaConfig;
 use super::error::{ModelError, Result};
 use super::generate::Decoding;
 use super::llama::{KvCache, Llama, Rope};
-use super::projector::Projector;
+use super::projector::{Projector, ProjectorConfig};
 use super::prompt::LATENT_TOKENS;
 use super::vision::{FusedVisionBackbone, VisionConfig};
 use super::weights::VarBuilder;
@@ -64,11 +64,28 @@ impl StageObserver for () {
 
 impl UniVla {
     pub fn new(vb: &VarBuilder, cfg: &VlaConfig) -> Result<Self> {
-        let vision_cfg = VisionConfig::from_json(&cfg.raw)?;
+        let vision_cfg: VisionConfig = serde_json::from_value(cfg.raw.clone())
+            .map_err(|e| ModelError::Config(format!("vision backbone fields of config.json: {e}")))?;
         let vision = FusedVisionBackbone::new(vb.pp("vision_backbone"), &vision_cfg)?;
-        let projector = Projector::new(vb.pp("projector"))?;
+        let projector_cfg = ProjectorConfig {
+            vision_dim: vision.embed_dim(),
+            llm_dim: cfg.text_config.hidden_size,
+            fused: cfg
+                .raw
+                .get("arch_specifier")
+                .and_then(|a| a.as_str())
+                .is_none_or(|a| a.contains("fused")),
+        };
+        let projector = Projector::new(vb.pp("projector"), &projector_cfg)?;
         let llm = Llama::new(&vb.pp("language_model"), &cfg.text_config)?;
-        Ok(Self { vision, projector, llm, cfg: cfg.clone(), kind: vb.kind(), device: vb.device() })
+        Ok(Self {
+            vision,
+            projector,
+            llm,
+            cfg: cfg.clone(),
+            kind: vb.kind(),
+            device: vb.device(),
+        })
     }
 
     /// Loads a checkpoint directory straight to `device` in `kind`, with a progress bar on
@@ -96,6 +113,11 @@ impl UniVla {
 
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Image patches spliced into the prompt.
+    pub fn num_patches(&self) -> i64 {
+        self.vision.num_patches()
     }
 
     pub fn hidden_size(&self) -> i64 {
@@ -131,7 +153,9 @@ impl UniVla {
         obs: &mut dyn StageObserver,
     ) -> Result<LatentOutput> {
         if input_ids.len() < 2 {
-            return Err(ModelError::Invalid("prompt must hold BOS and at least one token".into()));
+            return Err(ModelError::Invalid(
+                "prompt must hold BOS and at least one token".into(),
+            ));
         }
         let patches = projected.size()[1];
         if patches < VISUAL_EMBED_POSITIONS {
@@ -150,7 +174,11 @@ impl UniVla {
         }
         let ids = Tensor::from_slice(input_ids).to_device(self.device).view([1, -1]);
         let embeds = Tensor::f_cat(
-            &[self.llm.embed(&ids.narrow(1, 0, 1)), projected.shallow_clone(), self.llm.embed(&ids.narrow(1, 1, ids.size()[1] - 1))],
+            &[
+                self.llm.embed(&ids.narrow(1, 0, 1)),
+                projected.shallow_clone(),
+                self.llm.embed(&ids.narrow(1, 1, ids.size()[1] - 1)),
+            ],
             1,
         )?;
         state.cache.reset();
@@ -161,18 +189,20 @@ impl UniVla {
         let mut tokens = Vec::with_capacity(LATENT_TOKENS);
         let mut last = hidden.narrow(1, prefix_len - 1, 1);
         obs.stage_done("prefill");
-        for step in 0..LATENT_TOKENS {
+        for (step, stage) in DECODE_STAGES.iter().enumerate() {
             let step_logits = self.llm.logits(&last).squeeze_dim(1);
             let token = decoding.next_token(&step_logits, eos);
-            states.push(last);
+            states.push(last.shallow_clone());
             if keep_logits {
                 logits.push(step_logits);
             }
             tokens.push(token.shallow_clone());
             if step + 1 < LATENT_TOKENS {
-                last = self.llm.forward_embeds(&self.llm.embed(&token), &state.rope, &mut state.cache, None)?;
+                last = self
+                    .llm
+                    .forward_embeds(&self.llm.embed(&token), &state.rope, &mut state.cache, None)?;
             }
-            obs.stage_done(DECODE_STAGES[step]);
+            obs.stage_done(stage);
         }
         // The only host sync of the step: read the 4 ids at the end.
         let generated = Vec::<i64>::try_from(Tensor::f_cat(&tokens, 1)?.view([-1]).to_device(Device::Cpu))?;

@@ -1,56 +1,57 @@
-//! Shared helpers for the golden parity tests: the fixture's paths, `golden.json` and the tensors
-//! of `golden.safetensors` it refers to, and tolerance checks that report the worst element.
+//! Shared access to the golden fixture (`test/data/univla-tiny`) for the parity tests:
+//! `golden.json`, the tensors of `golden.safetensors` it refers to, and tolerance checks.
 #![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use tch::{Kind, Tensor};
 
-/// The golden fixture directory (`test/data/univla-tiny`).
-pub fn fixture_dir() -> PathBuf {
+pub fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test/data/univla-tiny")
 }
 
-/// The fixture's checkpoint directory.
-pub fn checkpoint_dir() -> PathBuf {
-    fixture_dir().join("checkpoint")
+pub fn checkpoint() -> PathBuf {
+    fixture().join("checkpoint")
 }
 
-/// `golden.json` plus every tensor of `golden.safetensors`.
+/// golden.json and golden.safetensors.
 pub struct Golden {
     pub json: serde_json::Value,
-    tensors: HashMap<String, Tensor>,
+    pub tensors: HashMap<String, Tensor>,
 }
 
 impl Golden {
     pub fn load() -> Self {
-        let dir = fixture_dir();
-        let text = std::fs::read_to_string(dir.join("golden.json")).expect("read golden.json");
-        let json = serde_json::from_str(&text).expect("parse golden.json");
-        let tensors = Tensor::read_safetensors(dir.join("golden.safetensors")).expect("read golden.safetensors");
-        Self {
-            json,
-            tensors: tensors.into_iter().collect(),
-        }
+        let dir = fixture();
+        let json = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+        let tensors = Tensor::read_safetensors(dir.join("golden.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+        Self { json, tensors }
     }
 
-    /// A tensor of `golden.safetensors` by key (`<variant>/step<t>/<name>`).
-    pub fn tensor(&self, key: &str) -> Tensor {
+    pub fn steps(&self, variant: &str) -> &Vec<serde_json::Value> {
+        self.json[variant]["steps"].as_array().unwrap()
+    }
+
+    pub fn tensor(&self, variant: &str, step: usize, name: &str) -> &Tensor {
+        let key = format!("{variant}/step{step}/{name}");
+        self.tensors
+            .get(&key)
+            .unwrap_or_else(|| panic!("golden tensor {key} missing"))
+    }
+
+    pub fn try_tensor(&self, variant: &str, step: usize, name: &str) -> Option<&Tensor> {
+        self.tensors.get(&format!("{variant}/step{step}/{name}"))
+    }
+
+    /// A tensor of `golden.safetensors` by its full key.
+    pub fn tensor_by_key(&self, key: &str) -> Tensor {
         self.tensors
             .get(key)
             .unwrap_or_else(|| panic!("golden tensor `{key}` missing"))
             .shallow_clone()
-    }
-
-    /// Whether `golden.safetensors` holds `key`.
-    pub fn has(&self, key: &str) -> bool {
-        self.tensors.contains_key(key)
-    }
-
-    /// The number of recorded steps of a variant (`deploy`, `libero`, `r2r`).
-    pub fn steps(&self, variant: &str) -> usize {
-        self.json[variant]["steps"].as_array().map_or(0, Vec::len)
     }
 
     /// The JSON record of step `t` of `variant`.
@@ -63,7 +64,7 @@ impl Golden {
         let key = self.step(variant, t)[field]["tensor"]
             .as_str()
             .unwrap_or_else(|| panic!("{variant} step {t}: no tensor field `{field}`"));
-        self.tensor(key)
+        self.tensor_by_key(key)
     }
 
     /// Whether step `t` of `variant` has a tensor field `field`.
@@ -78,7 +79,15 @@ impl Golden {
     }
 }
 
-/// A JSON list of numbers.
+pub fn ids(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+}
+
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// A JSON list of numbers, if it is one.
 pub fn json_f64s(v: &serde_json::Value) -> Option<Vec<f64>> {
     v.as_array()?.iter().map(serde_json::Value::as_f64).collect()
 }
@@ -89,7 +98,26 @@ pub fn to_f64s(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(&flat).expect("tensor to Vec<f64>")
 }
 
-/// Asserts `|a − e| ≤ atol + rtol·|e|` elementwise (same number of elements), naming the worst.
+/// `|got − want| ≤ 1e-4 · max(1, max|want|)` elementwise (relative to the tensor's scale, with
+/// an absolute floor of 1e-4).
+pub fn assert_close(name: &str, got: &Tensor, want: &Tensor) {
+    assert_eq!(got.size(), want.size(), "{name}: shape");
+    let got = got.to_kind(Kind::Double);
+    let want = want.to_kind(Kind::Double);
+    let scale = want.abs().max().double_value(&[]).max(1.0);
+    let err = (&got - &want).abs().max().double_value(&[]);
+    assert!(err <= 1e-4 * scale, "{name}: max abs error {err} (scale {scale})");
+}
+
+pub fn assert_close_slice(name: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * scale, "{name}[{i}]: got {g}, want {w}");
+    }
+}
+
+/// Asserts `|a − e| ≤ atol + rtol·|e|` for every element (per-element tolerance), naming the worst.
 pub fn assert_close_f64(what: &str, actual: &[f64], expected: &[f64], rtol: f64, atol: f64) {
     assert_eq!(
         actual.len(),
@@ -121,7 +149,7 @@ pub fn assert_close_f64(what: &str, actual: &[f64], expected: &[f64], rtol: f64,
 }
 
 /// As [`assert_close_f64`] for tensors, which must also have the same shape.
-pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) {
+pub fn assert_close_tol(what: &str, actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) {
     assert_eq!(actual.size(), expected.size(), "{what}: shape");
     assert_close_f64(what, &to_f64s(actual), &to_f64s(expected), rtol, atol);
 }
