@@ -9,7 +9,9 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use univla_ros::model::projector::{Projector, ProjectorConfig};
 use univla_ros::model::vision::VisionTransformer;
-use univla_ros::model::vision::{FusedVisionBackbone, VisionConfig, VitConfig, VitKeys, VitOptions, VitOutput};
+use univla_ros::model::vision::{
+    FusedVisionBackbone, PosEmbedLayout, VisionConfig, VitConfig, VitKeys, VitOptions, VitOutput,
+};
 use univla_ros::model::VarBuilder;
 use univla_ros::runtime::preprocess::{ImageProcessor, RgbImage};
 
@@ -235,6 +237,22 @@ fn final_norm_mode_and_hub_keys() {
     let var_err = (var - 1.0).abs().max().double_value(&[]);
     assert!(mean < 1e-3 && var_err < 1e-2, "mean {mean}, var error {var_err}");
     assert!((&out - &dino).abs().max().double_value(&[]) > 1e-3);
+    // The hub layout (a position row for the class token, none for registers) with a zero class
+    // row and the checkpoint's patch rows must give the same features as timm's layout.
+    let mut hub_arch = arch.clone();
+    hub_arch.pos_embed = PosEmbedLayout::WithClassToken;
+    let patch_pos = vb.get_unchecked("pos_embed").unwrap();
+    let with_cls = Tensor::cat(&[Tensor::zeros([1, 1, 32], (Kind::Float, Device::Cpu)), patch_pos], 1);
+    let hub_vit = VisionTransformer::new(
+        hub.clone(),
+        &hub_arch,
+        opts(VitOutput::SecondToLastBlock, Some(with_cls)),
+    );
+    assert_close(
+        &hub_vit.unwrap().forward(&pv).unwrap(),
+        &dino,
+        "hub layout, second-to-last",
+    );
     let bad_pos = Tensor::zeros([1, 10, 32], (Kind::Float, Device::Cpu));
     let err = VisionTransformer::new(hub, &arch, opts(VitOutput::FinalNormPatchTokens, Some(bad_pos))).unwrap_err();
     assert!(err.to_string().contains("pos_embed"), "{err}");
