@@ -257,3 +257,23 @@ fn final_norm_mode_and_hub_keys() {
     let err = VisionTransformer::new(hub, &arch, opts(VitOutput::FinalNormPatchTokens, Some(bad_pos))).unwrap_err();
     assert!(err.to_string().contains("pos_embed"), "{err}");
 }
+
+#[test]
+fn batches_equal_single_images() {
+    let model = load(Kind::Float);
+    let g = golden();
+    let pv = g.get_unchecked("deploy/step0/pixel_values").unwrap();
+    let other = pv.flip([3]);
+    let batch = model.backbone.forward(&Tensor::cat(&[&pv, &other], 0)).unwrap();
+    let single = model.backbone.forward(&other).unwrap();
+    assert_close(&batch.narrow(0, 1, 1), &single, "batch row 1");
+    assert_close(
+        &batch.narrow(0, 0, 1),
+        &g.get_unchecked("deploy/step0/vision_features").unwrap(),
+        "batch row 0",
+    );
+    let err = model.backbone.forward(&pv.narrow(1, 0, 3)).unwrap_err().to_string();
+    assert!(err.contains("6 channels"), "{err}");
+    let err = model.backbone.forward(&pv.narrow(2, 0, 112)).unwrap_err().to_string();
+    assert!(err.contains("224"), "{err}");
+}
