@@ -13,7 +13,8 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use univla_ros::model::VarBuilder;
 use univla_ros::runtime::preprocess::{
-    center_crop_and_resize, ImageProcessor, PixelEncoding, PreprocessError, ResizeMethod, RgbImage, CENTER_CROP_AREA,
+    center_crop_and_resize, pil_resize, ImageProcessor, PixelEncoding, PreprocessError, ResizeMethod, RgbImage,
+    CENTER_CROP_AREA,
 };
 
 const VARIANTS: [&str; 3] = ["deploy", "libero", "r2r"];
@@ -297,4 +298,48 @@ fn libero_center_crop_keeps_the_middle_and_size() {
     );
     assert_ne!(out, img);
     assert!(center_crop_and_resize(&img, 0.0, 224, 224).is_err());
+}
+
+/// A deterministic test pattern with smooth ramps and sharp 9×7 checker edges.
+fn pattern(w: u32, h: u32) -> RgbImage {
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..u64::from(h) {
+        for x in 0..u64::from(w) {
+            for c in 0..3u64 {
+                let v = (x * x * 3 + y * y * 5 + x * y * 7 + c * 50) % 256;
+                data.push((v ^ (((x / 9 + y / 7) % 2) * 255)) as u8);
+            }
+        }
+    }
+    RgbImage::new(w, h, data).unwrap()
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[test]
+fn pil_port_matches_pillow_on_many_sizes() {
+    // FNV-1a hashes of `Image.fromarray(pattern).resize(out, Image.BICUBIC)` computed with
+    // Pillow 12.3.0: up- and downscaling, strong shrink factors, odd sizes, a >100× tall image.
+    // Pillow 13.0.0 (the fixture's version) gives the same hashes except for 17×333 (it runs the
+    // vertical pass first there: 0xc20b_bd0a_ca4e_dfdd).
+    let cases = [
+        ((200, 200), (224, 224), 0x6544_036d_ec78_b5dc_u64),
+        ((640, 480), (224, 224), 0xad87_4918_b2aa_cd11),
+        ((1280, 720), (224, 224), 0x6cc7_74d2_dd77_b4a0),
+        ((100, 50), (224, 224), 0xbfea_1923_058f_8df4),
+        ((224, 300), (224, 224), 0x6320_2d4e_0f8d_72a5),
+        ((17, 333), (224, 224), 0x2839_489f_79fe_db91),
+        ((5, 572), (14, 275), 0xf3d1_8c23_fe8e_d534),
+        ((640, 480), (97, 61), 0x310d_0e2d_c68a_b5f1),
+        ((256, 192), (224, 224), 0x6e02_3038_abb2_8569),
+    ];
+    for ((w, h), (ow, oh), expected) in cases {
+        let out = pil_resize::resize_bicubic(&pattern(w, h), ow, oh);
+        assert_eq!((out.width(), out.height()), (ow, oh));
+        assert_eq!(fnv1a(out.as_raw()), expected, "{w}x{h} -> {ow}x{oh}");
+    }
 }

@@ -9,7 +9,9 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use univla_ros::model::projector::{Projector, ProjectorConfig};
 use univla_ros::model::vision::VisionTransformer;
-use univla_ros::model::vision::{FusedVisionBackbone, VisionConfig, VitConfig, VitKeys, VitOptions, VitOutput};
+use univla_ros::model::vision::{
+    FusedVisionBackbone, PosEmbedLayout, VisionConfig, VitConfig, VitKeys, VitOptions, VitOutput,
+};
 use univla_ros::model::VarBuilder;
 use univla_ros::runtime::preprocess::{ImageProcessor, RgbImage};
 
@@ -235,7 +237,43 @@ fn final_norm_mode_and_hub_keys() {
     let var_err = (var - 1.0).abs().max().double_value(&[]);
     assert!(mean < 1e-3 && var_err < 1e-2, "mean {mean}, var error {var_err}");
     assert!((&out - &dino).abs().max().double_value(&[]) > 1e-3);
+    // The hub layout (a position row for the class token, none for registers) with a zero class
+    // row and the checkpoint's patch rows must give the same features as timm's layout.
+    let mut hub_arch = arch.clone();
+    hub_arch.pos_embed = PosEmbedLayout::WithClassToken;
+    let patch_pos = vb.get_unchecked("pos_embed").unwrap();
+    let with_cls = Tensor::cat(&[Tensor::zeros([1, 1, 32], (Kind::Float, Device::Cpu)), patch_pos], 1);
+    let hub_vit = VisionTransformer::new(
+        hub.clone(),
+        &hub_arch,
+        opts(VitOutput::SecondToLastBlock, Some(with_cls)),
+    );
+    assert_close(
+        &hub_vit.unwrap().forward(&pv).unwrap(),
+        &dino,
+        "hub layout, second-to-last",
+    );
     let bad_pos = Tensor::zeros([1, 10, 32], (Kind::Float, Device::Cpu));
     let err = VisionTransformer::new(hub, &arch, opts(VitOutput::FinalNormPatchTokens, Some(bad_pos))).unwrap_err();
     assert!(err.to_string().contains("pos_embed"), "{err}");
+}
+
+#[test]
+fn batches_equal_single_images() {
+    let model = load(Kind::Float);
+    let g = golden();
+    let pv = g.get_unchecked("deploy/step0/pixel_values").unwrap();
+    let other = pv.flip([3]);
+    let batch = model.backbone.forward(&Tensor::cat(&[&pv, &other], 0)).unwrap();
+    let single = model.backbone.forward(&other).unwrap();
+    assert_close(&batch.narrow(0, 1, 1), &single, "batch row 1");
+    assert_close(
+        &batch.narrow(0, 0, 1),
+        &g.get_unchecked("deploy/step0/vision_features").unwrap(),
+        "batch row 0",
+    );
+    let err = model.backbone.forward(&pv.narrow(1, 0, 3)).unwrap_err().to_string();
+    assert!(err.contains("6 channels"), "{err}");
+    let err = model.backbone.forward(&pv.narrow(2, 0, 112)).unwrap_err().to_string();
+    assert!(err.contains("224"), "{err}");
 }

@@ -147,6 +147,40 @@ impl VitConfig {
         cfg.validated()
     }
 
+    /// A facebookresearch/dinov2 hub backbone (`dinov2_vit{s,b,l}14[_reg]`) at `img_size`: class
+    /// token with its own position row, register tokens without one, LayerScale. The hub's
+    /// 37×37 `pos_embed` must be resampled to the grid by the caller (see `VitOptions::pos_embed`).
+    pub fn from_dinov2_hub(name: &str, img_size: i64) -> Result<Self> {
+        let (base, reg_tokens) = match name.strip_suffix("_reg") {
+            Some(base) => (base, 4),
+            None => (name, 0),
+        };
+        let (embed_dim, depth, num_heads) = match base {
+            "dinov2_vits14" => (384, 12, 6),
+            "dinov2_vitb14" => (768, 12, 12),
+            "dinov2_vitl14" => (1024, 24, 16),
+            _ => {
+                return Err(ModelError::Config(format!(
+                    "unknown dinov2 hub model `{name}` (supported: dinov2_vit{{s,b,l}}14 and their _reg variants)"
+                )))
+            }
+        };
+        Self {
+            embed_dim,
+            depth,
+            num_heads,
+            mlp_ratio: STANDARD_MLP_RATIO,
+            patch_size: 14,
+            img_size,
+            class_token: true,
+            reg_tokens,
+            layer_scale: true,
+            pos_embed: PosEmbedLayout::WithClassToken,
+            norm_eps: VIT_NORM_EPS,
+        }
+        .validated()
+    }
+
     /// The same family with another width/depth/heads (test checkpoints).
     pub fn with_size(mut self, size: VitSize) -> Result<Self> {
         self.embed_dim = size.embed_dim;
@@ -272,6 +306,20 @@ mod tests {
         assert_eq!((siglip.num_patches(), siglip.num_prefix_tokens()), (256, 0));
         let big = VitConfig::from_timm_id("vit_so400m_patch14_siglip_384", 384).unwrap();
         assert_eq!(big.num_patches(), 729);
+    }
+
+    #[test]
+    fn dinov2_hub_models() {
+        let b = VitConfig::from_dinov2_hub("dinov2_vitb14_reg", 224).unwrap();
+        assert_eq!(
+            (b.embed_dim, b.depth, b.num_heads, b.mlp_hidden(), b.reg_tokens),
+            (768, 12, 12, 3072, 4)
+        );
+        assert_eq!(
+            (b.pos_embed, b.num_pos_embed(), b.num_prefix_tokens()),
+            (PosEmbedLayout::WithClassToken, 257, 5)
+        );
+        assert!(VitConfig::from_dinov2_hub("dinov2_vitg14", 224).is_err());
     }
 
     #[test]

@@ -64,6 +64,21 @@ pub struct Normalize {
     pub std: [f32; 3],
 }
 
+/// DINOv2 normalisation of released UniVLA checkpoints: ImageNet mean/std rounded to bf16 by the
+/// conversion script (`tvf_normalize_params[0]`); prefer reading `preprocessor_config.json`.
+#[allow(clippy::excessive_precision)] // exact bf16 values, written out in full
+pub const UNIVLA_DINO_NORMALIZE: Normalize = Normalize {
+    mean: [0.484375, 0.455078125, 0.40625],
+    std: [0.228515625, 0.2236328125, 0.224609375],
+};
+/// SigLIP normalisation (`tvf_normalize_params[1]`).
+pub const UNIVLA_SIGLIP_NORMALIZE: Normalize = Normalize {
+    mean: [0.5; 3],
+    std: [0.5; 3],
+};
+/// Input resolution of both UniVLA backbones.
+pub const UNIVLA_IMAGE_SIZE: u32 = 224;
+
 /// The resize step of the processor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResizeTarget {
@@ -141,6 +156,21 @@ impl ImageProcessor {
             normalize,
             method: ResizeMethod::default(),
         })
+    }
+
+    /// The processor of released UniVLA checkpoints (resize-naive 224, DINOv2 + SigLIP branches),
+    /// for when no `preprocessor_config.json` is at hand.
+    pub fn univla_default() -> Self {
+        let size = UNIVLA_IMAGE_SIZE;
+        Self {
+            resize: ResizeTarget::Exact {
+                width: size,
+                height: size,
+            },
+            crop: (size, size),
+            normalize: vec![UNIVLA_DINO_NORMALIZE, UNIVLA_SIGLIP_NORMALIZE],
+            method: ResizeMethod::default(),
+        }
     }
 
     /// Reads `preprocessor_config.json` (the `tvf_*` fields are what the official code applies).
@@ -316,6 +346,15 @@ fn center_crop(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn univla_default_has_two_branches() {
+        let p = ImageProcessor::univla_default();
+        assert_eq!((p.num_channels(), p.output_size()), (6, (224, 224)));
+        // bf16 rounding of 0.485 / 0.229.
+        assert_eq!(p.normalize_params()[0].mean[0], 0.484375);
+        assert_eq!(f64::from(p.normalize_params()[0].std[0]), 117.0 / 512.0);
+    }
 
     #[test]
     fn shorter_side_resize_keeps_aspect() {

@@ -2,7 +2,12 @@
 //! `ImagingResample`): a separable convolution whose cubic kernel (a = −0.5, support 2) is widened
 //! by the scale factor when shrinking (antialiasing), with coefficients normalised per output
 //! pixel and turned into 22-bit fixed point. The horizontal pass runs first and stores clipped,
-//! rounded uint8 values; the vertical pass reads them. Bit-exact with Pillow.
+//! rounded uint8 values; the vertical pass reads them.
+//!
+//! Bit-exact with Pillow 12.x (including its rule of resizing images more than 100× taller than
+//! wide vertically first). Pillow 13.0.0, which made the fixture, agrees on every fixture image
+//! and on landscape camera frames, but picks the pass order by its own rule for some shapes (e.g.
+//! 17×333 → 224×224 runs vertically first there), which changes some pixels by one level.
 use super::image::RgbImage;
 
 /// Fractional bits of Pillow's fixed-point coefficients (`32 - 8 - 2`).
@@ -87,6 +92,9 @@ fn clip8(v: i64) -> u8 {
     }
 }
 
+/// Pillow 12 resizes vertically first when the image is more than this many times taller than wide.
+const TALL_RATIO: usize = 100;
+
 /// Rounding offset added to every fixed-point sum.
 const HALF: i64 = 1 << (PRECISION_BITS - 1);
 
@@ -135,11 +143,18 @@ pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     let (in_w, in_h) = (img.width() as usize, img.height() as usize);
     let (out_w, out_h) = (width.max(1) as usize, height.max(1) as usize);
     let mut data = img.as_raw().to_vec();
-    if out_w != in_w {
-        data = resample_horizontal(&data, in_w, in_h, out_w);
-    }
-    if out_h != in_h {
-        data = resample_vertical(&data, out_w, in_h, out_h);
+    if in_h > in_w * TALL_RATIO && out_h < in_h {
+        data = resample_vertical(&data, in_w, in_h, out_h);
+        if out_w != in_w {
+            data = resample_horizontal(&data, in_w, out_h, out_w);
+        }
+    } else {
+        if out_w != in_w {
+            data = resample_horizontal(&data, in_w, in_h, out_w);
+        }
+        if out_h != in_h {
+            data = resample_vertical(&data, out_w, in_h, out_h);
+        }
     }
     RgbImage::from_parts(out_w as u32, out_h as u32, data)
 }
