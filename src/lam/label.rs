@@ -65,8 +65,8 @@ pub struct LabelArgs {
     /// Real-world action chunk W (with `--dataset realworld`).
     #[arg(long, value_name = "W")]
     pub window: Option<usize>,
-    /// Output file, `.json` or `.csv` (CSV also writes `<stem>.histogram.csv`); JSON to stdout
-    /// when absent.
+    /// Output file, `.json` or `.csv` (CSV also writes `<stem>.histogram.csv`); with
+    /// [`run_label_cli`], JSON goes to stdout when absent.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Torch device: cpu, cuda, cuda:N.
@@ -296,6 +296,7 @@ where
 }
 
 /// `univla label` on `--video-frames DIR` (the `--bag` source will call [`run_label_frames`]).
+/// Writes `--out` if given and prints nothing.
 pub fn run_label(args: &LabelArgs) -> Result<LabelReport> {
     let dir = args
         .video_frames
@@ -306,4 +307,66 @@ pub fn run_label(args: &LabelArgs) -> Result<LabelReport> {
         return Err(LamError::Input(format!("{}: no PNG/JPEG frames", dir.display())));
     }
     run_label_frames(args, files.iter().map(|p| RgbFrame::load(p)))
+}
+
+/// The whole `univla label` command: [`run_label`], then the JSON report on stdout when there is
+/// no `--out`, and the code histogram on stderr.
+pub fn run_label_cli(args: &LabelArgs) -> Result<LabelReport> {
+    let report = run_label(args)?;
+    if args.out.is_none() {
+        println!("{}", report.to_json()?);
+    }
+    eprint!("{}", report.summary());
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        label: LabelArgs,
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<LabelArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("label").chain(args.iter().copied())).map(|c| c.label)
+    }
+
+    #[test]
+    fn interval_from_flag_or_dataset() {
+        let a = parse(&["--checkpoint", "lam.safetensors", "--interval", "5"]).unwrap();
+        assert_eq!(a.resolve_interval().unwrap(), 5);
+        let a = parse(&["--checkpoint", "x", "--dataset", "calvin"]).unwrap();
+        assert_eq!(a.resolve_interval().unwrap(), 11);
+        let a = parse(&["--checkpoint", "x", "--dataset", "r2r"]).unwrap();
+        assert_eq!(a.resolve_interval().unwrap(), 3);
+        let a = parse(&["--checkpoint", "x", "--dataset", "realworld", "--window", "12"]).unwrap();
+        assert_eq!(a.resolve_interval().unwrap(), 11);
+        let a = parse(&["--checkpoint", "x", "--dataset", "realworld"]).unwrap();
+        assert!(a.resolve_interval().is_err());
+        assert!(parse(&["--checkpoint", "x", "--interval", "3", "--dataset", "libero"]).is_err());
+        let a = parse(&["--checkpoint", "x"]).unwrap();
+        assert!(a.resolve_interval().is_err());
+        assert_eq!(a.batch_size, DEFAULT_BATCH);
+    }
+
+    #[test]
+    fn devices() {
+        assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
+        assert_eq!(parse_device("cuda").unwrap(), Device::Cuda(0));
+        assert_eq!(parse_device("cuda:2").unwrap(), Device::Cuda(2));
+        assert!(parse_device("gpu").is_err());
+    }
+
+    #[test]
+    fn histogram_file_name() {
+        assert_eq!(
+            histogram_path(Path::new("/o/labels.csv")),
+            Path::new("/o/labels.histogram.csv")
+        );
+    }
 }

@@ -1,8 +1,11 @@
 //! Latent-action accuracy: how often the VLA's generated `<ACT_i>` tokens at step t agree with
 //! the LAM's label of (o_t, o_{t+k}) for the same recording.
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::model::ACT_TOKEN_OFFSET;
+use super::sequence::StepLabel;
 
 /// Latent code of a vocabulary id, if it is an `<ACT_i>` token of a `codebook`-entry codebook.
 pub fn code_of_token_id(id: i64, codebook: usize) -> Option<i64> {
@@ -53,6 +56,19 @@ impl LatentActionAccuracy {
     }
 }
 
+/// Scores VLA predictions `(step t, codes)` against LAM labels of (o_t, o_{t+k}); steps without a
+/// label (the last k of a recording) are skipped.
+pub fn score_steps(predicted: &[(usize, Vec<i64>)], labels: &[StepLabel]) -> LatentActionAccuracy {
+    let by_step: HashMap<usize, &[i64]> = labels.iter().map(|l| (l.step, l.action.codes.as_slice())).collect();
+    let mut acc = LatentActionAccuracy::default();
+    for (step, codes) in predicted {
+        if let Some(reference) = by_step.get(step) {
+            acc.add(codes, reference);
+        }
+    }
+    acc
+}
+
 fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 {
         0.0
@@ -76,6 +92,27 @@ mod tests {
         );
         assert!((acc.token_accuracy() - 0.75).abs() < 1e-12);
         assert!((acc.exact_accuracy() - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn steps_align_by_index() {
+        use crate::lam::model::LatentAction;
+        let label = |step: usize, codes: Vec<i64>| StepLabel {
+            step,
+            target_step: step + 2,
+            action: LatentAction {
+                codes,
+                uncontrol_codes: vec![0; 4],
+                margin: 0.1,
+            },
+        };
+        let labels = vec![label(0, vec![1, 1, 1, 1]), label(1, vec![2, 2, 2, 2])];
+        let predicted = vec![(1, vec![2, 2, 2, 0]), (0, vec![1, 1, 1, 1]), (7, vec![3, 3, 3, 3])];
+        let acc = score_steps(&predicted, &labels);
+        assert_eq!(
+            (acc.steps, acc.tokens, acc.token_matches, acc.exact_matches),
+            (2, 8, 7, 1)
+        );
     }
 
     #[test]
