@@ -154,7 +154,12 @@ impl Dinov2 {
             None => None,
         };
         let pos_shape = vb.require_shape("pos_embed")?;
-        let rows = *pos_shape.get(1).unwrap_or(&0);
+        if pos_shape.len() != 3 || pos_shape[0] != 1 || pos_shape[2] != dim {
+            return Err(LamError::Config(format!(
+                "pos_embed {pos_shape:?} is not [1, tokens, {dim}]"
+            )));
+        }
+        let rows = pos_shape[1];
         let pos = vb.get(&pos_shape, "pos_embed")?;
         let (cls_pos, grid_pos) = match (square_side(rows), square_side(rows - 1)) {
             (Some(_), _) => (None, pos),
