@@ -15,9 +15,16 @@ fn torch_lib_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(root).join("lib"));
     }
     // Same interpreter rule as torch-sys with LIBTORCH_USE_PYTORCH.
-    let python = if std::env::var_os("VIRTUAL_ENV").is_some() { "python" } else { "python3" };
+    let python = if std::env::var_os("VIRTUAL_ENV").is_some() {
+        "python"
+    } else {
+        "python3"
+    };
     let out = Command::new(python)
-        .args(["-c", "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
+        .args([
+            "-c",
+            "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))",
+        ])
         .output()
         .ok()?;
     let dir = String::from_utf8(out.stdout).ok()?.trim().to_owned();

@@ -145,6 +145,21 @@ fn lightning_prefixed_safetensors_loads() {
 }
 
 #[test]
+fn lightning_ckpt_loads_natively() {
+    let model = checkpoint::load_model(&data("lam-ckpt/lam_tiny.ckpt"), &fixture_config(), Device::Cpu).unwrap();
+    let golden = read(&data("univla-tiny/lam/lam_golden.safetensors"));
+    let out = model.vq_encode(&fixture_video()).unwrap();
+    assert_close("ckpt encoder_out", &out.encoder_out, &golden["encoder_out"]);
+    assert_close(
+        "ckpt distances_action",
+        &out.distances_action,
+        &golden["distances_action"],
+    );
+    assert_eq!(indices(&out.indices), GOLDEN_INDICES);
+    assert_eq!(indices(&out.indices_uncontrol), GOLDEN_INDICES_UNCONTROL);
+}
+
+#[test]
 fn stage_one_checkpoint_is_refused() {
     let src = read(&data("univla-tiny/lam/lam_model.safetensors"));
     let stage1: Vec<(String, Tensor)> = src

@@ -1,1 +1,3 @@
-fn main() { println!("univla"); }
+fn main() {
+    println!("univla");
+}

@@ -6,8 +6,10 @@ use tch::{Device, Kind, Tensor};
 
 use super::error::{LamError, Result};
 use super::model::{LamConfig, LatentActionModel};
-use crate::model::VarBuilder;
+use crate::model::{torch_pt, VarBuilder};
 
+/// Top-level entry of a Lightning checkpoint that holds the weights.
+const LIGHTNING_STATE_DICT: &str = "state_dict";
 /// A key every stage-2 LAM has; its prefix locates the model inside the checkpoint.
 const ANCHOR_KEY: &str = "action_latent_controllable";
 
@@ -61,13 +63,11 @@ pub fn locate(vb: VarBuilder, path: &Path) -> Result<VarBuilder> {
     }
 }
 
-/// The `state_dict` of a `torch.save`/Lightning file.
-// TODO(lead): replace the body with
-// `Ok(crate::model::torch_pt::read_state_dict(path, Some("state_dict"))?)` once the torch.save
-// reader lands (branch `heads`); `open` then handles `.ckpt` unchanged.
+/// The `state_dict` entry of a Lightning `.ckpt`, or the whole dict of a plain `torch.save`
+/// state dict, read without running pickled code.
 fn read_torch_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    Err(LamError::Checkpoint {
-        path: path.to_path_buf(),
-        reason: "torch.save checkpoints are not readable in this build yet; convert to safetensors".into(),
-    })
+    match torch_pt::read_state_dict(path, Some(LIGHTNING_STATE_DICT)) {
+        Ok(tensors) => Ok(tensors),
+        Err(lightning_err) => torch_pt::read_state_dict(path, None).map_err(|_| LamError::from(lightning_err)),
+    }
 }

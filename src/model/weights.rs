@@ -98,9 +98,15 @@ impl VarBuilder {
         let mut entries = HashMap::new();
         for (index, path) in paths.iter().enumerate() {
             let path = path.as_ref().to_path_buf();
-            let file = std::fs::File::open(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
+            let file = std::fs::File::open(&path).map_err(|source| ModelError::Io {
+                path: path.clone(),
+                source,
+            })?;
             // SAFETY: the file is opened read-only and not modified while mapped.
-            let mmap = unsafe { Mmap::map(&file) }.map_err(|source| ModelError::Io { path: path.clone(), source })?;
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|source| ModelError::Io {
+                path: path.clone(),
+                source,
+            })?;
             let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| ModelError::Format {
                 path: path.clone(),
                 reason: format!("not a valid safetensors file ({e})"),
@@ -122,25 +128,45 @@ impl VarBuilder {
                     });
                 }
             }
-            files.push(MappedFile { path, mmap, data_start: 8 + header_len });
+            files.push(MappedFile {
+                path,
+                mmap,
+                data_start: 8 + header_len,
+            });
         }
         Ok(Self::with_source(Source::Mapped { files, entries }, kind, device))
     }
 
     /// Wraps tensors already in memory; `label` names them in error messages (usually the file).
     pub fn from_tensors(label: impl Into<String>, tensors: Vec<(String, Tensor)>, kind: Kind, device: Device) -> Self {
-        let source = Source::Memory { label: label.into(), tensors: tensors.into_iter().collect() };
+        let source = Source::Memory {
+            label: label.into(),
+            tensors: tensors.into_iter().collect(),
+        };
         Self::with_source(source, kind, device)
     }
 
     /// A source that creates every requested tensor at random (seed libtorch's RNG first with
     /// `tch::manual_seed` for reproducible output) and records it under its key.
     pub fn random(std: f64, kind: Kind, device: Device) -> Self {
-        Self::with_source(Source::Random { std, created: Mutex::new(BTreeMap::new()) }, kind, device)
+        Self::with_source(
+            Source::Random {
+                std,
+                created: Mutex::new(BTreeMap::new()),
+            },
+            kind,
+            device,
+        )
     }
 
     fn with_source(source: Source, kind: Kind, device: Device) -> Self {
-        Self { source: Arc::new(source), prefix: String::new(), kind, device, progress: None }
+        Self {
+            source: Arc::new(source),
+            prefix: String::new(),
+            kind,
+            device,
+            progress: None,
+        }
     }
 
     /// Advances `bar` by one for every tensor handed out (loading progress of large checkpoints).
@@ -190,7 +216,11 @@ impl VarBuilder {
         match &*self.source {
             Source::Mapped { files, entries } => match entries.get(key) {
                 Some(e) => files[e.file].path.display().to_string(),
-                None => files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>().join(", "),
+                None => files
+                    .iter()
+                    .map(|f| f.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             },
             Source::Memory { label, .. } => label.clone(),
             Source::Random { .. } => "<random>".to_owned(),
@@ -219,7 +249,10 @@ impl VarBuilder {
 
     /// Like [`Self::shape_of`] but an error naming the file and key when absent.
     pub fn require_shape(&self, name: &str) -> Result<Vec<i64>> {
-        self.shape_of(name).ok_or_else(|| ModelError::MissingKey { file: self.label(&self.path(name)), key: self.path(name) })
+        self.shape_of(name).ok_or_else(|| ModelError::MissingKey {
+            file: self.label(&self.path(name)),
+            key: self.path(name),
+        })
     }
 
     /// All keys under this builder's prefix (without the prefix), sorted.
@@ -231,7 +264,10 @@ impl VarBuilder {
         };
         if !self.prefix.is_empty() {
             let p = format!("{}.", self.prefix);
-            keys = keys.into_iter().filter_map(|k| k.strip_prefix(&p).map(str::to_owned)).collect();
+            keys = keys
+                .into_iter()
+                .filter_map(|k| k.strip_prefix(&p).map(str::to_owned))
+                .collect();
         }
         keys.sort();
         keys
@@ -247,10 +283,17 @@ impl VarBuilder {
         let key = self.path(name);
         let tensor = match &*self.source {
             Source::Random { std, created } => {
-                let mut created = created.lock().map_err(|_| ModelError::Invalid("random source poisoned".into()))?;
+                let mut created = created
+                    .lock()
+                    .map_err(|_| ModelError::Invalid("random source poisoned".into()))?;
                 if let Some(t) = created.get(&key) {
                     if t.size() != shape {
-                        return Err(ModelError::Shape { file: "<random>".into(), key, expected: shape.to_vec(), found: t.size() });
+                        return Err(ModelError::Shape {
+                            file: "<random>".into(),
+                            key,
+                            expected: shape.to_vec(),
+                            found: t.size(),
+                        });
                     }
                     t.shallow_clone()
                 } else {
@@ -269,7 +312,12 @@ impl VarBuilder {
             _ => {
                 let t = self.load(&key)?;
                 if t.size() != shape {
-                    return Err(ModelError::Shape { file: self.label(&key), key, expected: shape.to_vec(), found: t.size() });
+                    return Err(ModelError::Shape {
+                        file: self.label(&key),
+                        key,
+                        expected: shape.to_vec(),
+                        found: t.size(),
+                    });
                 }
                 t
             }
@@ -289,7 +337,10 @@ impl VarBuilder {
                 .lock()
                 .ok()
                 .and_then(|m| m.get(&key).map(|t| t.shallow_clone()))
-                .ok_or_else(|| ModelError::MissingKey { file: "<random>".into(), key: key.clone() })?,
+                .ok_or_else(|| ModelError::MissingKey {
+                    file: "<random>".into(),
+                    key: key.clone(),
+                })?,
             _ => self.load(&key)?,
         };
         Ok(t.f_to_kind(self.kind)?.f_to_device(self.device)?)
@@ -299,24 +350,33 @@ impl VarBuilder {
     fn load(&self, key: &str) -> Result<Tensor> {
         match &*self.source {
             Source::Mapped { files, entries } => {
-                let e = entries
-                    .get(key)
-                    .ok_or_else(|| ModelError::MissingKey { file: self.label(key), key: key.to_owned() })?;
+                let e = entries.get(key).ok_or_else(|| ModelError::MissingKey {
+                    file: self.label(key),
+                    key: key.to_owned(),
+                })?;
                 let f = &files[e.file];
                 let kind = kind_of(e.dtype).ok_or_else(|| ModelError::Format {
                     path: f.path.clone(),
                     reason: format!("tensor `{key}` has unsupported dtype {:?}", e.dtype),
                 })?;
-                let bytes = f.mmap.get(f.data_start + e.start..f.data_start + e.end).ok_or_else(|| ModelError::Format {
-                    path: f.path.clone(),
-                    reason: format!("tensor `{key}` lies outside the file (truncated?)"),
-                })?;
+                let bytes = f
+                    .mmap
+                    .get(f.data_start + e.start..f.data_start + e.end)
+                    .ok_or_else(|| ModelError::Format {
+                        path: f.path.clone(),
+                        reason: format!("tensor `{key}` lies outside the file (truncated?)"),
+                    })?;
                 Ok(Tensor::f_from_data_size(bytes, &e.shape, kind)?)
             }
-            Source::Memory { label, tensors } => tensors
-                .get(key)
-                .map(|t| t.shallow_clone())
-                .ok_or_else(|| ModelError::MissingKey { file: label.clone(), key: key.to_owned() }),
+            Source::Memory { label, tensors } => {
+                tensors
+                    .get(key)
+                    .map(|t| t.shallow_clone())
+                    .ok_or_else(|| ModelError::MissingKey {
+                        file: label.clone(),
+                        key: key.to_owned(),
+                    })
+            }
             Source::Random { .. } => Err(ModelError::Invalid("random source has no stored tensors".into())),
         }
     }
@@ -336,7 +396,9 @@ impl VarBuilder {
     pub fn set_created(&self, key: &str, tensor: Tensor) -> Result<()> {
         match &*self.source {
             Source::Random { created, .. } => {
-                let mut m = created.lock().map_err(|_| ModelError::Invalid("random source poisoned".into()))?;
+                let mut m = created
+                    .lock()
+                    .map_err(|_| ModelError::Invalid("random source poisoned".into()))?;
                 m.insert(key.to_owned(), tensor);
                 Ok(())
             }

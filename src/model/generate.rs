@@ -1,0 +1,101 @@
+//! Choosing the next token from LM logits, as HF `generate` does for UniVLA: EOS is blocked
+//! (min_new_tokens = max_new_tokens = 4); greedy argmax, or sampling with temperature, top-k and
+//! top-p (the reference deploys T = 0.75, top-k 50 (HF default), top-p 0.9).
+//! Everything stays on the device: no host sync inside the decode loop.
+use tch::{Kind, Tensor};
+
+/// The reference's sampling settings.
+pub const REFERENCE_TEMPERATURE: f64 = 0.75;
+pub const REFERENCE_TOP_K: i64 = 50;
+pub const REFERENCE_TOP_P: f64 = 0.9;
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum Decoding {
+    Greedy,
+    Sample { temperature: f64, top_k: i64, top_p: f64 },
+}
+
+impl Decoding {
+    /// Sampling exactly as the reference deploys it.
+    pub fn reference_sampling() -> Self {
+        Decoding::Sample {
+            temperature: REFERENCE_TEMPERATURE,
+            top_k: REFERENCE_TOP_K,
+            top_p: REFERENCE_TOP_P,
+        }
+    }
+
+    /// Next token ids [B, 1] (int64) from f32 `logits` [B, V]; `eos` is never chosen.
+    pub fn next_token(&self, logits: &Tensor, eos: i64) -> Tensor {
+        // Out of place: the caller's logits stay untouched.
+        let eos = Tensor::from_slice(&[eos]).to_device(logits.device());
+        let mut scores = logits.to_kind(Kind::Float).index_fill(-1, &eos, f64::NEG_INFINITY);
+        match *self {
+            Decoding::Greedy => scores.argmax(-1, true),
+            Decoding::Sample {
+                temperature,
+                top_k,
+                top_p,
+            } => {
+                scores /= temperature;
+                let vocab = scores.size()[scores.dim() - 1];
+                let k = top_k.min(vocab);
+                if k > 0 {
+                    let (top, _) = scores.topk(k, -1, true, true);
+                    let kth = top.narrow(-1, k - 1, 1);
+                    scores = scores.masked_fill(&scores.lt_tensor(&kth), f64::NEG_INFINITY);
+                }
+                if top_p < 1.0 {
+                    let (sorted, idx) = scores.sort(-1, false);
+                    let cum = sorted.softmax(-1, Kind::Float).cumsum(-1, Kind::Float);
+                    let remove_sorted = cum.le(1.0 - top_p);
+                    // Always keep the most likely token (the last in ascending order).
+                    let _ = remove_sorted.narrow(-1, vocab - 1, 1).fill_(0);
+                    let remove = remove_sorted.scatter(-1, &idx, &remove_sorted);
+                    scores = scores.masked_fill(&remove, f64::NEG_INFINITY);
+                }
+                scores.softmax(-1, Kind::Float).multinomial(1, false)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_blocks_eos() {
+        let logits = Tensor::from_slice(&[0.0f32, 1.0, 9.0, 2.0]).view([1, 4]);
+        let t = Decoding::Greedy.next_token(&logits, 2);
+        assert_eq!(t.int64_value(&[0, 0]), 3);
+    }
+
+    #[test]
+    fn sampling_respects_top_k_and_top_p() {
+        tch::manual_seed(7);
+        // After EOS masking, token 0 holds nearly all mass: top-p 0.9 keeps only it.
+        let logits = Tensor::from_slice(&[10.0f32, 0.0, 50.0, 0.5, 0.2]).view([1, 5]);
+        let d = Decoding::Sample {
+            temperature: 0.75,
+            top_k: 50,
+            top_p: 0.9,
+        };
+        for _ in 0..50 {
+            assert_eq!(d.next_token(&logits, 2).int64_value(&[0, 0]), 0);
+        }
+        // top-k 2 over near-uniform logits: only the two largest may appear.
+        let logits = Tensor::from_slice(&[1.0f32, 1.1, 0.0, 1.2, 0.9]).view([1, 5]);
+        let d = Decoding::Sample {
+            temperature: 1.0,
+            top_k: 2,
+            top_p: 1.0,
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            seen.insert(d.next_token(&logits, 2).int64_value(&[0, 0]));
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 3]);
+    }
+}

@@ -1,0 +1,299 @@
+//! LLaMA-2 decoder (transformers 4.40.1 `LlamaForCausalLM` semantics) with an explicit,
+//! preallocated KV cache: one control step is one prefill plus three single-token decode steps.
+//! Module paths equal the checkpoint keys under `language_model.`.
+use tch::{Device, Kind, Tensor};
+
+use super::config::LlamaConfig;
+use super::error::Result;
+use super::weights::{Init, VarBuilder};
+
+/// LLaMA RMSNorm: normalise in f32, cast back, then scale by the weight.
+#[derive(Debug)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(vb: &VarBuilder, size: i64, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_init(&[size], "weight", Init::Ones)?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let xf = x.to_kind(Kind::Float);
+        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let normed = (xf * (var + self.eps).rsqrt()).to_kind(kind);
+        &self.weight * normed
+    }
+}
+
+/// Rotary position tables for every position up to the cache capacity, in the model dtype.
+#[derive(Debug)]
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    pub fn new(cfg: &LlamaConfig, max_positions: i64, kind: Kind, device: Device) -> Self {
+        let hd = cfg.head_dim();
+        let inv_freq = (Tensor::arange_start_step(0, hd, 2, (Kind::Int64, device)).to_kind(Kind::Float) / hd as f64)
+            .multiply_scalar(cfg.rope_theta.ln())
+            .exp()
+            .reciprocal();
+        let pos = Tensor::arange(max_positions, (Kind::Float, device));
+        let freqs = pos.unsqueeze(1) * inv_freq.unsqueeze(0);
+        let emb = Tensor::cat(&[&freqs, &freqs], -1);
+        Self {
+            cos: emb.cos().to_kind(kind),
+            sin: emb.sin().to_kind(kind),
+        }
+    }
+
+    /// Applies the rotation to `x` [B, H, T, hd] at positions `start..start+T`.
+    fn apply(&self, x: &Tensor, start: i64) -> Tensor {
+        let t = x.size()[2];
+        let cos = self.cos.narrow(0, start, t);
+        let sin = self.sin.narrow(0, start, t);
+        let half = x.size()[3] / 2;
+        let rotated = Tensor::cat(&[&x.narrow(3, half, half).neg(), &x.narrow(3, 0, half)], -1);
+        x * cos + rotated * sin
+    }
+}
+
+/// Per-layer key/value tensors of capacity `capacity` positions, filled up to `len`.
+/// Allocated once; `reset` only rewinds the length.
+#[derive(Debug)]
+pub struct KvCache {
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
+    len: i64,
+    capacity: i64,
+}
+
+impl KvCache {
+    pub fn new(cfg: &LlamaConfig, capacity: i64, kind: Kind, device: Device) -> Self {
+        let shape = [1, cfg.kv_heads(), capacity, cfg.head_dim()];
+        let make = || {
+            (0..cfg.num_hidden_layers)
+                .map(|_| Tensor::zeros(shape, (kind, device)))
+                .collect::<Vec<_>>()
+        };
+        Self {
+            keys: make(),
+            values: make(),
+            len: 0,
+            capacity,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    pub fn len(&self) -> i64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> i64 {
+        self.capacity
+    }
+}
+
+#[derive(Debug)]
+struct Attention {
+    q_proj: Tensor,
+    k_proj: Tensor,
+    v_proj: Tensor,
+    o_proj: Tensor,
+    heads: i64,
+    kv_heads: i64,
+    head_dim: i64,
+}
+
+impl Attention {
+    fn new(vb: &VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
+        let (h, hd, kvh) = (cfg.hidden_size, cfg.head_dim(), cfg.kv_heads());
+        Ok(Self {
+            q_proj: vb.pp("q_proj").get(&[cfg.num_attention_heads * hd, h], "weight")?,
+            k_proj: vb.pp("k_proj").get(&[kvh * hd, h], "weight")?,
+            v_proj: vb.pp("v_proj").get(&[kvh * hd, h], "weight")?,
+            o_proj: vb.pp("o_proj").get(&[h, cfg.num_attention_heads * hd], "weight")?,
+            heads: cfg.num_attention_heads,
+            kv_heads: kvh,
+            head_dim: hd,
+        })
+    }
+
+    /// `x` [1, T, H] at positions `start..start+T`; writes K/V into `layer` of the cache.
+    fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, layer: usize, start: i64) -> Tensor {
+        let (b, t) = (x.size()[0], x.size()[1]);
+        let split = |w: &Tensor, n: i64| {
+            x.linear::<&Tensor>(w, None)
+                .view([b, t, n, self.head_dim])
+                .transpose(1, 2)
+        };
+        let q = rope.apply(&split(&self.q_proj, self.heads), start);
+        let k = rope.apply(&split(&self.k_proj, self.kv_heads), start);
+        let v = split(&self.v_proj, self.kv_heads);
+        cache.keys[layer].narrow(2, start, t).copy_(&k);
+        cache.values[layer].narrow(2, start, t).copy_(&v);
+        let end = start + t;
+        let mut keys = cache.keys[layer].narrow(2, 0, end);
+        let mut values = cache.values[layer].narrow(2, 0, end);
+        if self.kv_heads != self.heads {
+            let rep = self.heads / self.kv_heads;
+            keys = keys.repeat_interleave_self_int(rep, 1, None);
+            values = values.repeat_interleave_self_int(rep, 1, None);
+        }
+        // A prefill from position 0 is plain causal attention; a single new token sees all.
+        let causal = t > 1;
+        let y = Tensor::scaled_dot_product_attention::<&Tensor>(&q, &keys, &values, None, 0.0, causal, None, false);
+        y.transpose(1, 2)
+            .contiguous()
+            .view([b, t, self.heads * self.head_dim])
+            .linear::<&Tensor>(&self.o_proj, None)
+    }
+}
+
+#[derive(Debug)]
+struct Mlp {
+    gate_proj: Tensor,
+    up_proj: Tensor,
+    down_proj: Tensor,
+}
+
+impl Mlp {
+    fn new(vb: &VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate_proj: vb.pp("gate_proj").get(&[i, h], "weight")?,
+            up_proj: vb.pp("up_proj").get(&[i, h], "weight")?,
+            down_proj: vb.pp("down_proj").get(&[h, i], "weight")?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let gate = x.linear::<&Tensor>(&self.gate_proj, None).silu();
+        (gate * x.linear::<&Tensor>(&self.up_proj, None)).linear::<&Tensor>(&self.down_proj, None)
+    }
+}
+
+#[derive(Debug)]
+struct DecoderLayer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn new(vb: &VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
+        Ok(Self {
+            self_attn: Attention::new(&vb.pp("self_attn"), cfg)?,
+            mlp: Mlp::new(&vb.pp("mlp"), cfg)?,
+            input_layernorm: RmsNorm::new(&vb.pp("input_layernorm"), cfg.hidden_size, cfg.rms_norm_eps)?,
+            post_attention_layernorm: RmsNorm::new(
+                &vb.pp("post_attention_layernorm"),
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+            )?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, layer: usize, start: i64) -> Tensor {
+        let h = x + self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x), rope, cache, layer, start);
+        &h + self.mlp.forward(&self.post_attention_layernorm.forward(&h))
+    }
+}
+
+/// `LlamaForCausalLM`: `model.embed_tokens`, `model.layers.N`, `model.norm`, `lm_head`.
+#[derive(Debug)]
+pub struct Llama {
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Tensor,
+    cfg: LlamaConfig,
+}
+
+impl Llama {
+    /// `vb` points at `language_model`.
+    pub fn new(vb: &VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
+        cfg.validate()?;
+        let m = vb.pp("model");
+        let embed_tokens = m.pp("embed_tokens").get(&[cfg.vocab_size, cfg.hidden_size], "weight")?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::new(&m.pp("layers").pp(i), cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::new(&m.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps)?;
+        let lm_head = vb.pp("lm_head").get(&[cfg.vocab_size, cfg.hidden_size], "weight")?;
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// Token embeddings for `ids` [B, T] (int64) → [B, T, H].
+    pub fn embed(&self, ids: &Tensor) -> Tensor {
+        Tensor::embedding(&self.embed_tokens, ids, -1, false, false)
+    }
+
+    /// Runs the decoder over `embeds` [1, T, H] at positions `cache.len()..`, appends to the cache
+    /// and returns the final-norm hidden states [1, T, H] (HF's `hidden_states[-1]`).
+    /// With `collect`, also pushes the input embeddings and every layer's raw output (HF's
+    /// `hidden_states[0..n]`); parity tests use this.
+    pub fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        rope: &Rope,
+        cache: &mut KvCache,
+        mut collect: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
+        let start = cache.len;
+        let t = embeds.size()[1];
+        if start + t > cache.capacity {
+            return Err(super::ModelError::Invalid(format!(
+                "sequence of {} tokens exceeds the KV cache capacity {}",
+                start + t,
+                cache.capacity
+            )));
+        }
+        let mut h = embeds.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            if let Some(c) = collect.as_deref_mut() {
+                c.push(h.shallow_clone());
+            }
+            h = layer.forward(&h, rope, cache, i, start);
+        }
+        cache.len = start + t;
+        let out = self.norm.forward(&h);
+        if let Some(c) = collect {
+            // HF's last entry is the final-norm output, not the last layer's raw output.
+            c.push(out.shallow_clone());
+        }
+        Ok(out)
+    }
+
+    /// LM-head logits (f32) for hidden states [.., H].
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        hidden.linear::<&Tensor>(&self.lm_head, None).to_kind(Kind::Float)
+    }
+}

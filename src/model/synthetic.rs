@@ -1,0 +1,529 @@
+//! Small random checkpoints in the official on-disk format, so demos, node tests and benchmarks
+//! never need downloads. The directory looks like a released UniVLA checkpoint: `config.json`
+//! (plus `vision_backbone_sizes`, which real checkpoints lack), bf16 `model.safetensors` with the
+//! official keys, `preprocessor_config.json`, the tokenizer files (LLaMA-2 id layout with
+//! `<PAD>` = 32000 and `<ACT_i>` = 32001 + i), `dataset_statistics.json`, and action decoder heads.
+//!
+//! Weights are N(0, 0.02²) with unit norms; like the golden fixture, the LM head rows of the 16
+//! latent-action tokens are N(0, 2²) so a random model emits latent actions.
+use std::path::Path;
+
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+use super::error::{ModelError, Result};
+use super::prompt::{ACT_TOKEN_BASE, NUM_LATENT_CODES};
+
+/// The timm ids real checkpoints name; small checkpoints carry explicit sizes beside them.
+pub const DINO_TIMM_ID: &str = "vit_large_patch14_reg4_dinov2.lvd142m";
+pub const SIGLIP_TIMM_ID: &str = "vit_so400m_patch14_siglip_224";
+/// LLaMA-2 vocabulary (32000) + `<PAD>` + padding to a multiple of 64.
+pub const PADDED_VOCAB: i64 = 32064;
+const PATCH: i64 = 14;
+const GRID: i64 = 16;
+const REGISTERS: i64 = 4;
+/// SigLIP-So400m's MLP ratio (4304 / 1152).
+const SIGLIP_MLP_RATIO: f64 = 3.7362;
+const WEIGHT_STD: f64 = 0.02;
+const ACT_ROW_STD: f64 = 2.0;
+
+/// A ViT's size.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct VitSpec {
+    pub embed_dim: i64,
+    pub depth: i64,
+    pub num_heads: i64,
+}
+
+/// Which action decoder head to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadVariant {
+    /// Real-world arm head with proprio branch (`action_decoder.safetensors`).
+    RealWorld,
+    /// LIBERO / Bridge / CALVIN-style head with tanh (`action_decoder_libero.safetensors`).
+    Libero,
+    /// R2R navigation head (`action_decoder_r2r.safetensors`).
+    R2r,
+}
+
+impl HeadVariant {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            HeadVariant::RealWorld => "action_decoder.safetensors",
+            HeadVariant::Libero => "action_decoder_libero.safetensors",
+            HeadVariant::R2r => "action_decoder_r2r.safetensors",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            HeadVariant::RealWorld => "deploy",
+            HeadVariant::Libero => "libero",
+            HeadVariant::R2r => "r2r",
+        }
+    }
+
+    /// The reference's chunk length.
+    pub fn default_window(self) -> i64 {
+        match self {
+            HeadVariant::RealWorld | HeadVariant::Libero => 12,
+            HeadVariant::R2r => 4,
+        }
+    }
+}
+
+/// Sizes of a synthetic checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyntheticSpec {
+    pub dino: VitSpec,
+    pub siglip: VitSpec,
+    pub hidden_size: i64,
+    pub intermediate_size: i64,
+    pub num_layers: i64,
+    pub num_heads: i64,
+    pub head_embed_dim: i64,
+    pub head_num_heads: i64,
+}
+
+impl SyntheticSpec {
+    /// The golden fixture's sizes (≈ 4.5 M parameters).
+    pub fn tiny() -> Self {
+        Self {
+            dino: VitSpec {
+                embed_dim: 32,
+                depth: 3,
+                num_heads: 2,
+            },
+            siglip: VitSpec {
+                embed_dim: 48,
+                depth: 3,
+                num_heads: 3,
+            },
+            hidden_size: 64,
+            intermediate_size: 172,
+            num_layers: 2,
+            num_heads: 4,
+            head_embed_dim: 64,
+            head_num_heads: 4,
+        }
+    }
+
+    /// The benchmark reference size (≈ 66–75 M parameters): both ViTs 192 wide, depth 6, 3
+    /// heads; LM 512 wide, FFN 1376, 8 layers, 8 heads; head 512 wide, 8 heads.
+    pub fn small() -> Self {
+        Self {
+            dino: VitSpec {
+                embed_dim: 192,
+                depth: 6,
+                num_heads: 3,
+            },
+            siglip: VitSpec {
+                embed_dim: 192,
+                depth: 6,
+                num_heads: 3,
+            },
+            hidden_size: 512,
+            intermediate_size: 1376,
+            num_layers: 8,
+            num_heads: 8,
+            head_embed_dim: 512,
+            head_num_heads: 8,
+        }
+    }
+
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "tiny" => Some(Self::tiny()),
+            "small" => Some(Self::small()),
+            _ => None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (name, v) in [("dino", self.dino), ("siglip", self.siglip)] {
+            if v.embed_dim <= 0 || v.depth < 2 || v.num_heads <= 0 || v.embed_dim % v.num_heads != 0 {
+                return Err(ModelError::Config(format!(
+                    "{name}: embed_dim must be a positive multiple of num_heads and depth ≥ 2"
+                )));
+            }
+        }
+        if self.hidden_size % self.num_heads != 0 || (self.hidden_size / self.num_heads) % 2 != 0 {
+            return Err(ModelError::Config(
+                "LM hidden size must split into even-sized heads".into(),
+            ));
+        }
+        if self.head_embed_dim % self.head_num_heads != 0 {
+            return Err(ModelError::Config(
+                "head embed dim must be a multiple of its heads".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How a tensor is filled.
+#[derive(Clone, Copy)]
+enum Fill {
+    Normal(f64),
+    Ones,
+    Zeros,
+    Const(f64),
+}
+
+struct Layout {
+    entries: Vec<(String, Vec<i64>, Fill)>,
+}
+
+impl Layout {
+    fn new() -> Self {
+        Self { entries: Vec::new() }
+    }
+
+    fn add(&mut self, key: impl Into<String>, shape: &[i64], fill: Fill) {
+        self.entries.push((key.into(), shape.to_vec(), fill));
+    }
+
+    fn linear(&mut self, prefix: &str, out: i64, inp: i64, bias: bool) {
+        self.add(format!("{prefix}.weight"), &[out, inp], Fill::Normal(WEIGHT_STD));
+        if bias {
+            self.add(format!("{prefix}.bias"), &[out], Fill::Zeros);
+        }
+    }
+
+    fn layer_norm(&mut self, prefix: &str, dim: i64) {
+        self.add(format!("{prefix}.weight"), &[dim], Fill::Ones);
+        self.add(format!("{prefix}.bias"), &[dim], Fill::Zeros);
+    }
+
+    fn vit(&mut self, prefix: &str, v: VitSpec, mlp: i64, dino: bool) {
+        let d = v.embed_dim;
+        if dino {
+            self.add(format!("{prefix}.cls_token"), &[1, 1, d], Fill::Normal(WEIGHT_STD));
+            self.add(
+                format!("{prefix}.reg_token"),
+                &[1, REGISTERS, d],
+                Fill::Normal(WEIGHT_STD),
+            );
+        }
+        self.add(
+            format!("{prefix}.pos_embed"),
+            &[1, GRID * GRID, d],
+            Fill::Normal(WEIGHT_STD),
+        );
+        self.add(
+            format!("{prefix}.patch_embed.proj.weight"),
+            &[d, 3, PATCH, PATCH],
+            Fill::Normal(WEIGHT_STD),
+        );
+        self.add(format!("{prefix}.patch_embed.proj.bias"), &[d], Fill::Zeros);
+        for i in 0..v.depth {
+            let b = format!("{prefix}.blocks.{i}");
+            self.layer_norm(&format!("{b}.norm1"), d);
+            self.linear(&format!("{b}.attn.qkv"), 3 * d, d, true);
+            self.linear(&format!("{b}.attn.proj"), d, d, true);
+            self.layer_norm(&format!("{b}.norm2"), d);
+            self.linear(&format!("{b}.mlp.fc1"), mlp, d, true);
+            self.linear(&format!("{b}.mlp.fc2"), d, mlp, true);
+            if dino {
+                self.add(format!("{b}.ls1.scale_factor"), &[d], Fill::Const(0.1));
+                self.add(format!("{b}.ls2.scale_factor"), &[d], Fill::Const(0.1));
+            }
+        }
+        self.layer_norm(&format!("{prefix}.norm"), d);
+        if !dino {
+            // SigLIP's unused MAP pooling head is part of released checkpoints.
+            let p = format!("{prefix}.attn_pool");
+            self.add(format!("{p}.latent"), &[1, 1, d], Fill::Normal(WEIGHT_STD));
+            self.linear(&format!("{p}.q"), d, d, true);
+            self.linear(&format!("{p}.kv"), 2 * d, d, true);
+            self.linear(&format!("{p}.proj"), d, d, true);
+            self.layer_norm(&format!("{p}.norm"), d);
+            self.linear(&format!("{p}.mlp.fc1"), mlp, d, true);
+            self.linear(&format!("{p}.mlp.fc2"), d, mlp, true);
+        }
+    }
+
+    fn map_block(&mut self, prefix: &str, vis: i64, e: i64) {
+        self.linear(&format!("{prefix}.projection"), e, vis, true);
+        self.add(format!("{prefix}.latents"), &[1, e], Fill::Normal(1.0));
+        self.add(format!("{prefix}.attn_norm.g"), &[e], Fill::Ones);
+        self.linear(&format!("{prefix}.attn.q"), e, e, false);
+        self.linear(&format!("{prefix}.attn.kv"), 2 * e, e, false);
+        self.linear(&format!("{prefix}.attn.proj"), e, e, true);
+        self.add(format!("{prefix}.mlp_norm.g"), &[e], Fill::Ones);
+        self.linear(&format!("{prefix}.mlp.0.project"), 8 * e, e, true);
+        self.linear(&format!("{prefix}.mlp.1"), e, 4 * e, true);
+    }
+
+    fn materialize(&self, kind: Kind) -> Vec<(String, Tensor)> {
+        let opts = (Kind::Float, Device::Cpu);
+        self.entries
+            .iter()
+            .map(|(k, shape, fill)| {
+                let t = match *fill {
+                    Fill::Normal(std) => Tensor::randn(shape.as_slice(), opts) * std,
+                    Fill::Ones => Tensor::ones(shape.as_slice(), opts),
+                    Fill::Zeros => Tensor::zeros(shape.as_slice(), opts),
+                    Fill::Const(c) => Tensor::full(shape.as_slice(), c, opts),
+                };
+                (k.clone(), t.to_kind(kind))
+            })
+            .collect()
+    }
+}
+
+fn siglip_mlp(d: i64) -> i64 {
+    (d as f64 * SIGLIP_MLP_RATIO) as i64
+}
+
+/// The VLM's tensors in the official key layout (f32, before the on-disk bf16 cast).
+fn vlm_tensors(spec: &SyntheticSpec) -> Vec<(String, Tensor)> {
+    let mut l = Layout::new();
+    l.vit("vision_backbone.featurizer", spec.dino, 4 * spec.dino.embed_dim, true);
+    l.vit(
+        "vision_backbone.fused_featurizer",
+        spec.siglip,
+        siglip_mlp(spec.siglip.embed_dim),
+        false,
+    );
+    let vision_dim = spec.dino.embed_dim + spec.siglip.embed_dim;
+    let h = spec.hidden_size;
+    l.linear("projector.fc1", 4 * vision_dim, vision_dim, true);
+    l.linear("projector.fc2", h, 4 * vision_dim, true);
+    l.linear("projector.fc3", h, h, true);
+    l.add(
+        "language_model.model.embed_tokens.weight",
+        &[PADDED_VOCAB, h],
+        Fill::Normal(WEIGHT_STD),
+    );
+    for i in 0..spec.num_layers {
+        let p = format!("language_model.model.layers.{i}");
+        for proj in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+            l.linear(&format!("{p}.self_attn.{proj}"), h, h, false);
+        }
+        l.linear(&format!("{p}.mlp.gate_proj"), spec.intermediate_size, h, false);
+        l.linear(&format!("{p}.mlp.up_proj"), spec.intermediate_size, h, false);
+        l.linear(&format!("{p}.mlp.down_proj"), h, spec.intermediate_size, false);
+        l.add(format!("{p}.input_layernorm.weight"), &[h], Fill::Ones);
+        l.add(format!("{p}.post_attention_layernorm.weight"), &[h], Fill::Ones);
+    }
+    l.add("language_model.model.norm.weight", &[h], Fill::Ones);
+    l.add(
+        "language_model.lm_head.weight",
+        &[PADDED_VOCAB, h],
+        Fill::Normal(WEIGHT_STD),
+    );
+    let mut tensors = l.materialize(Kind::Float);
+    if let Some((_, head)) = tensors.iter_mut().find(|(k, _)| k == "language_model.lm_head.weight") {
+        let rows = Tensor::randn([NUM_LATENT_CODES, h], (Kind::Float, Device::Cpu)) * ACT_ROW_STD;
+        head.narrow(0, ACT_TOKEN_BASE, NUM_LATENT_CODES).copy_(&rows);
+    }
+    tensors
+}
+
+/// An action decoder head's tensors (f32) for hidden size `vis`.
+pub fn head_tensors(variant: HeadVariant, vis: i64, embed: i64, window: i64) -> Vec<(String, Tensor)> {
+    let mut l = Layout::new();
+    l.map_block("visual_pool", vis, embed);
+    match variant {
+        HeadVariant::RealWorld => {
+            l.map_block("attn_pool", vis, embed);
+            l.linear("proprio_proj.0", embed, 7, true);
+            l.linear("proprio_proj.2", embed, embed, true);
+            l.linear("proj.0", 7 * window, 2 * embed, true);
+        }
+        HeadVariant::Libero => {
+            l.map_block("latent_action_pool", vis, embed);
+            l.linear("proj.0", 7 * window, embed, true);
+        }
+        HeadVariant::R2r => {
+            l.map_block("attn_pool", vis, embed);
+            l.linear("proj", 4 * window, 2 * embed, true);
+        }
+    }
+    l.materialize(Kind::Float)
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::Invalid(e.to_string()))?;
+    std::fs::write(path, text + "\n").map_err(|source| ModelError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    Tensor::write_safetensors(tensors, path).map_err(|e| ModelError::Format {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// The synthetic tokenizer files (LLaMA-2 id layout) shipped with the project.
+const TOKENIZER_FILES: [(&str, &str); 5] = [
+    (
+        "tokenizer.json",
+        include_str!("../../test/data/univla-tiny/checkpoint/tokenizer.json"),
+    ),
+    (
+        "tokenizer_config.json",
+        include_str!("../../test/data/univla-tiny/checkpoint/tokenizer_config.json"),
+    ),
+    (
+        "special_tokens_map.json",
+        include_str!("../../test/data/univla-tiny/checkpoint/special_tokens_map.json"),
+    ),
+    (
+        "added_tokens.json",
+        include_str!("../../test/data/univla-tiny/checkpoint/added_tokens.json"),
+    ),
+    (
+        "generation_config.json",
+        include_str!("../../test/data/univla-tiny/checkpoint/generation_config.json"),
+    ),
+];
+
+fn config_json(spec: &SyntheticSpec, seed: i64) -> serde_json::Value {
+    json!({
+        "architectures": ["OpenVLAForActionPrediction"],
+        "model_type": "openvla",
+        "arch_specifier": "no-align+fused-gelu-mlp",
+        "vision_backbone_id": "dinosiglip-vit-so-224px",
+        "llm_backbone_id": "llama2-7b-pure",
+        "hf_llm_id": "meta-llama/Llama-2-7b-hf",
+        "image_resize_strategy": "resize-naive",
+        "image_sizes": [224, 224],
+        "timm_model_ids": [DINO_TIMM_ID, SIGLIP_TIMM_ID],
+        "timm_override_act_layers": [null, null],
+        "use_fused_vision_backbone": true,
+        "vision_backbone_sizes": [spec.dino, spec.siglip],
+        "llm_max_length": 2048,
+        "pad_token_id": 32000,
+        "pad_to_multiple_of": 64,
+        "n_action_bins": 256,
+        "output_projector_states": false,
+        "torch_dtype": "bfloat16",
+        "synthetic_seed": seed,
+        "text_config": {
+            "model_type": "llama",
+            "hidden_size": spec.hidden_size,
+            "intermediate_size": spec.intermediate_size,
+            "num_hidden_layers": spec.num_layers,
+            "num_attention_heads": spec.num_heads,
+            "num_key_value_heads": spec.num_heads,
+            "rms_norm_eps": 1e-6,
+            "pad_token_id": 32000,
+            "torch_dtype": "bfloat16",
+            "vocab_size": PADDED_VOCAB,
+        },
+    })
+}
+
+fn preprocessor_json() -> serde_json::Value {
+    // DINO mean/std as the released files store them (bf16-rounded ImageNet values).
+    let dino = json!({"inplace": false, "mean": [0.484375, 0.455078125, 0.40625], "std": [0.228515625, 0.2236328125, 0.224609375]});
+    let siglip = json!({"inplace": false, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]});
+    let resize = json!({"antialias": true, "interpolation": 3, "max_size": null, "size": [224, 224]});
+    json!({
+        "image_processor_type": "PrismaticImageProcessor",
+        "processor_class": "PrismaticProcessor",
+        "image_resize_strategy": "resize-naive",
+        "input_sizes": [[3, 224, 224], [3, 224, 224]],
+        "interpolations": ["bicubic", "bicubic"],
+        "means": [[0.485, 0.456, 0.406], [0.5, 0.5, 0.5]],
+        "stds": [[0.229, 0.224, 0.225], [0.5, 0.5, 0.5]],
+        "tvf_crop_params": [{"output_size": [224, 224]}, {"output_size": [224, 224]}],
+        "tvf_do_letterbox": false,
+        "tvf_letterbox_fill": null,
+        "tvf_normalize_params": [dino, siglip],
+        "tvf_resize_params": [resize.clone(), resize],
+        "use_fused_vision_backbone": true,
+    })
+}
+
+/// Plausible statistics for the dataset keys the presets use.
+fn dataset_statistics_json() -> serde_json::Value {
+    let arm = |scale: f64| {
+        json!({
+            "action": {
+                "mean": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5],
+                "std": [0.3 * scale, 0.3 * scale, 0.3 * scale, 0.1, 0.1, 0.1, 0.5],
+                "min": [-scale, -scale, -scale, -0.375, -0.375, -0.375, 0.0],
+                "max": [scale, scale, scale, 0.375, 0.375, 0.375, 1.0],
+                "q01": [-0.9 * scale, -0.9 * scale, -0.9 * scale, -0.3, -0.3, -0.3, 0.0],
+                "q99": [0.9 * scale, 0.9 * scale, 0.9 * scale, 0.3, 0.3, 0.3, 1.0],
+                "mask": [true, true, true, true, true, true, false],
+            },
+            "proprio": {
+                "mean": ([0.0; 7]), "std": ([1.0; 7]), "min": ([-1.0; 7]), "max": ([1.0; 7]), "q01": ([-1.0; 7]), "q99": ([1.0; 7]),
+            },
+            "num_transitions": 1000,
+            "num_trajectories": 10,
+        })
+    };
+    json!({"libero_10_no_noops": arm(0.9375), "bridge_oxe": arm(0.03), "real_world": arm(1.0)})
+}
+
+/// Real-world z-score statistics (the documented YAML/JSON equivalent of `dataset_stats.pkl`).
+fn realworld_stats_json() -> serde_json::Value {
+    json!({
+        "action_mean": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5],
+        "action_std": [0.05, 0.05, 0.05, 0.1, 0.1, 0.1, 0.5],
+        "qpos_mean": ([0.0; 7]),
+        "qpos_std": ([1.0; 7]),
+    })
+}
+
+/// Writes a synthetic checkpoint to `dir` (created if needed) with the given heads; returns the
+/// head files written. Seeds libtorch's generator with `seed`.
+pub fn write_checkpoint(
+    dir: &Path,
+    spec: &SyntheticSpec,
+    heads: &[HeadVariant],
+    seed: i64,
+) -> Result<Vec<std::path::PathBuf>> {
+    spec.validate()?;
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    tch::manual_seed(seed);
+    let vlm: Vec<(String, Tensor)> = vlm_tensors(spec)
+        .into_iter()
+        .map(|(k, t)| (k, t.to_kind(Kind::BFloat16)))
+        .collect();
+    write_tensors(&dir.join("model.safetensors"), &vlm)?;
+    drop(vlm);
+    write_json(&dir.join("config.json"), &config_json(spec, seed))?;
+    write_json(&dir.join("preprocessor_config.json"), &preprocessor_json())?;
+    write_json(&dir.join("dataset_statistics.json"), &dataset_statistics_json())?;
+    write_json(&dir.join("realworld_stats.json"), &realworld_stats_json())?;
+    for (name, text) in TOKENIZER_FILES {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| ModelError::Io { path, source })?;
+    }
+    let mut decoders = serde_json::Map::new();
+    let mut written = Vec::new();
+    for &variant in heads {
+        let window = variant.default_window();
+        let tensors = head_tensors(variant, spec.hidden_size, spec.head_embed_dim, window);
+        let path = dir.join(variant.file_name());
+        write_tensors(&path, &tensors)?;
+        decoders.insert(
+            variant.name().into(),
+            json!({
+                "safetensors_file": variant.file_name(),
+                "window_size": window,
+                "vis_dim": spec.hidden_size,
+                "embed_dim": spec.head_embed_dim,
+                "n_heads": spec.head_num_heads,
+            }),
+        );
+        written.push(path);
+    }
+    write_json(
+        &dir.join("action_decoder_config.json"),
+        &json!({"note": "sizes of the synthetic heads; the official code hard-codes n_heads = 8", "decoders": decoders}),
+    )?;
+    Ok(written)
+}

@@ -1,0 +1,536 @@
+//! The policy session the nodes, `univla infer` and the bag evaluator share.
+//!
+//! [`Policy`] holds what is loaded once (VLM, action head, tokenizer, image processor,
+//! post-processing); [`Session`] holds one episode's state (instruction, latent-token history, KV
+//! cache, ensemble buffer). `Session::step` is one control step: preprocess → vision → projector
+//! → prefill → 3 cached decode steps → head → ensembling/queueing → post-processing.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::model::checkpoint::CheckpointFiles;
+use crate::model::generate::Decoding;
+use crate::model::heads::{ActionHead, HeadKind};
+use crate::model::prompt::{build_prompt, extract_latent_ids, history_string, PromptStyle, PromptTokenizer};
+use crate::model::vla::{DecodeState, StageObserver, UniVla};
+use crate::model::ModelError;
+use crate::runtime::ensemble::{EnsembleError, OpenLoopQueue, TemporalEnsembler};
+use crate::runtime::postprocess::{Action, PostProcessError, PostProcessor, Preset};
+use crate::runtime::preprocess::{ImageProcessor, PreprocessError, ResizeMethod, RgbImage};
+use crate::runtime::stats::{DatasetStatistics, StatsError, ZScoreStats};
+
+/// Room for prompt tokens beyond the image patches; longer instructions are rejected.
+pub const DEFAULT_MAX_PROMPT_TOKENS: i64 = 256;
+
+/// Ids the R2R evaluation accepts as history (its ACT string table has 32 entries).
+const R2R_HISTORY_IDS: std::ops::Range<i64> = 32001..32033;
+
+/// Errors of the runtime layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    #[error(transparent)]
+    Stats(#[from] StatsError),
+    #[error(transparent)]
+    PostProcess(#[from] PostProcessError),
+    #[error(transparent)]
+    Ensemble(#[from] EnsembleError),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+/// How chunks become executed actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Execution {
+    /// Query every step; temporal ensemble over the last N chunks (the reference's default).
+    Ensemble,
+    /// Execute each chunk open-loop; re-plan when it runs out, or every `replan_every` steps.
+    OpenLoop { replan_every: Option<usize> },
+}
+
+/// Everything needed to load a policy.
+#[derive(Clone, Debug)]
+pub struct PolicyOptions {
+    pub checkpoint: PathBuf,
+    pub decoder: PathBuf,
+    pub device: Device,
+    pub dtype: Kind,
+    pub decoding: Decoding,
+    /// Seeds libtorch's generator for sampling (`None`: nondeterministic).
+    pub seed: Option<i64>,
+    /// Deployment conventions; `None`: the reference's for the head found in `decoder`.
+    pub preset: Option<Preset>,
+    /// Dataset key in `dataset_statistics.json` (LIBERO/Bridge).
+    pub unnorm_key: Option<String>,
+    /// Real-world z-score statistics (YAML/JSON), to un-normalise real-world head outputs and
+    /// normalise proprio.
+    pub realworld_stats: Option<PathBuf>,
+    pub execution: Execution,
+    /// Ensemble size; `None`: the reference's for the preset.
+    pub temporal_size: Option<usize>,
+    /// `None`: the reference's for the preset.
+    pub prompt_style: Option<PromptStyle>,
+    pub resize: ResizeMethod,
+    /// Progress bar while loading weights.
+    pub progress: bool,
+    pub max_prompt_tokens: i64,
+}
+
+impl PolicyOptions {
+    pub fn new(checkpoint: impl Into<PathBuf>, decoder: impl Into<PathBuf>) -> Self {
+        Self {
+            checkpoint: checkpoint.into(),
+            decoder: decoder.into(),
+            device: Device::Cpu,
+            dtype: Kind::Float,
+            decoding: Decoding::reference_sampling(),
+            seed: None,
+            preset: None,
+            unnorm_key: None,
+            realworld_stats: None,
+            execution: Execution::Ensemble,
+            temporal_size: None,
+            prompt_style: None,
+            resize: ResizeMethod::default(),
+            progress: false,
+            max_prompt_tokens: DEFAULT_MAX_PROMPT_TOKENS,
+        }
+    }
+}
+
+/// The reference's ensemble size for a preset (real world: last 8 of the chunk).
+pub fn default_temporal_size(preset: Preset, window: usize) -> usize {
+    match preset {
+        Preset::Libero => 12,
+        Preset::Bridge => 10,
+        Preset::R2r => 4,
+        Preset::RealWorld => 8,
+        Preset::Calvin => window,
+    }
+    .min(window.max(1))
+}
+
+/// The reference's prompt history convention for a preset.
+pub fn default_prompt_style(preset: Preset) -> PromptStyle {
+    match preset {
+        Preset::R2r => PromptStyle::R2rListRepr,
+        Preset::Bridge | Preset::Calvin => PromptStyle::NoHistory,
+        Preset::Libero | Preset::RealWorld => PromptStyle::Standard,
+    }
+}
+
+/// A loaded policy; share it between sessions with `Arc`.
+pub struct Policy {
+    vla: UniVla,
+    head: ActionHead,
+    tokenizer: PromptTokenizer,
+    processor: ImageProcessor,
+    post: PostProcessor,
+    zscore: Option<ZScoreStats>,
+    preset: Preset,
+    style: PromptStyle,
+    temporal_size: usize,
+    opts: PolicyOptions,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("preset", &self.preset)
+            .field("head", &self.head.kind())
+            .finish()
+    }
+}
+
+impl Policy {
+    pub fn load(opts: PolicyOptions) -> Result<Arc<Self>> {
+        let files = CheckpointFiles::locate(&opts.checkpoint)?;
+        let span = tracing::info_span!("load_policy", checkpoint = %opts.checkpoint.display());
+        let _g = span.enter();
+        let vla = tch::no_grad(|| UniVla::load(&files, opts.dtype, opts.device, opts.progress))?;
+        let head = ActionHead::load(&opts.decoder, opts.device)?;
+        if head.vis_dim() != vla.hidden_size() {
+            return Err(RuntimeError::Invalid(format!(
+                "{}: head expects {}-wide hidden states, the LM produces {}",
+                opts.decoder.display(),
+                head.vis_dim(),
+                vla.hidden_size()
+            )));
+        }
+        let tokenizer = PromptTokenizer::from_file(&files.tokenizer)?;
+        let processor = match &files.preprocessor {
+            Some(p) => ImageProcessor::from_config_file(p)?,
+            None => {
+                return Err(RuntimeError::Invalid(format!(
+                    "{}: preprocessor_config.json is missing",
+                    files.dir.display()
+                )))
+            }
+        }
+        .with_resize_method(opts.resize);
+        let preset = opts.preset.unwrap_or_else(|| Preset::for_head(head.kind()));
+        check_preset(preset, head.kind())?;
+        let bounds = match preset {
+            Preset::Libero | Preset::Bridge => {
+                let stats = match &files.dataset_statistics {
+                    Some(p) => DatasetStatistics::from_file(p)?,
+                    None => match &vla.config().norm_stats {
+                        Some(v) => DatasetStatistics::from_value(files.config.display().to_string(), v.clone())?,
+                        None => {
+                            return Err(RuntimeError::Invalid(format!(
+                                "{}: no dataset_statistics.json and no norm_stats in config.json",
+                                files.dir.display()
+                            )))
+                        }
+                    },
+                };
+                Some(stats.action_bounds(opts.unnorm_key.as_deref())?)
+            }
+            _ => None,
+        };
+        let zscore = opts
+            .realworld_stats
+            .as_deref()
+            .map(ZScoreStats::from_file)
+            .transpose()?;
+        let post = PostProcessor::new(preset, bounds, zscore.clone())?;
+        let window = head.window() as usize;
+        let temporal_size = opts
+            .temporal_size
+            .unwrap_or_else(|| default_temporal_size(preset, window));
+        if temporal_size == 0 || temporal_size > window {
+            return Err(RuntimeError::Invalid(format!(
+                "temporal ensemble size {temporal_size} must be between 1 and the chunk length {window}"
+            )));
+        }
+        let style = opts.prompt_style.unwrap_or_else(|| default_prompt_style(preset));
+        if let Some(seed) = opts.seed {
+            tch::manual_seed(seed);
+        }
+        tracing::info!(head = ?head.kind(), ?preset, window, temporal_size, "policy loaded");
+        Ok(Arc::new(Self {
+            vla,
+            head,
+            tokenizer,
+            processor,
+            post,
+            zscore,
+            preset,
+            style,
+            temporal_size,
+            opts,
+        }))
+    }
+
+    pub fn head(&self) -> &ActionHead {
+        &self.head
+    }
+
+    pub fn vla(&self) -> &UniVla {
+        &self.vla
+    }
+
+    pub fn preset(&self) -> Preset {
+        self.preset
+    }
+
+    pub fn prompt_style(&self) -> PromptStyle {
+        self.style
+    }
+
+    pub fn options(&self) -> &PolicyOptions {
+        &self.opts
+    }
+
+    pub fn processor(&self) -> &ImageProcessor {
+        &self.processor
+    }
+
+    pub fn post_processor(&self) -> &PostProcessor {
+        &self.post
+    }
+
+    pub fn temporal_size(&self) -> usize {
+        self.temporal_size
+    }
+}
+
+fn check_preset(preset: Preset, kind: HeadKind) -> Result<()> {
+    let ok = matches!(
+        (preset, kind),
+        (Preset::R2r, HeadKind::R2r)
+            | (Preset::RealWorld, HeadKind::RealWorld)
+            | (Preset::Libero | Preset::Bridge | Preset::Calvin, HeadKind::Libero)
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::Invalid(format!(
+            "post-processing preset {preset:?} does not fit a {kind:?} action head"
+        )))
+    }
+}
+
+/// Wall time of each stage of one step.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct StageTimings {
+    pub stages: Vec<(&'static str, Duration)>,
+}
+
+impl StageTimings {
+    pub fn total(&self) -> Duration {
+        self.stages.iter().map(|(_, d)| *d).sum()
+    }
+
+    pub fn get(&self, stage: &str) -> Option<Duration> {
+        self.stages.iter().find(|(s, _)| *s == stage).map(|(_, d)| *d)
+    }
+}
+
+/// Records stage boundaries; on CUDA it synchronises first when asked, so times are real.
+struct Clock {
+    last: Instant,
+    timings: StageTimings,
+    sync: Option<i64>,
+}
+
+impl Clock {
+    fn new(device: Device, sync: bool) -> Self {
+        let sync = match device {
+            Device::Cuda(i) if sync => Some(i as i64),
+            _ => None,
+        };
+        Self {
+            last: Instant::now(),
+            timings: StageTimings::default(),
+            sync,
+        }
+    }
+}
+
+impl StageObserver for Clock {
+    fn stage_done(&mut self, stage: &'static str) {
+        if let Some(i) = self.sync {
+            tch::Cuda::synchronize(i);
+        }
+        let now = Instant::now();
+        self.timings.stages.push((stage, now - self.last));
+        self.last = now;
+    }
+}
+
+/// What the model inferred in one step.
+#[derive(Clone, Debug)]
+pub struct Inference {
+    pub prompt: String,
+    /// What the LM receives (BOS … `▁`).
+    pub input_ids: Vec<i64>,
+    /// The 4 latent-action vocabulary ids (`<ACT_i>` = 32001 + i).
+    pub latent_ids: Vec<i64>,
+    /// The head's raw chunk, `window` rows of `action_dim` (R2R: softmax probabilities).
+    pub chunk: Vec<Vec<f64>>,
+}
+
+/// One control step's outcome.
+#[derive(Clone, Debug)]
+pub struct StepOutput {
+    /// `None` when an open-loop chunk was still executing and the model was not queried.
+    pub inference: Option<Inference>,
+    /// The value fed to post-processing (ensembled or queued).
+    pub pre_action: Vec<f64>,
+    /// What goes to the robot.
+    pub action: Action,
+    pub timings: StageTimings,
+}
+
+enum Executor {
+    Ensemble(TemporalEnsembler),
+    OpenLoop(OpenLoopQueue),
+}
+
+/// One episode with a policy.
+pub struct Session {
+    policy: Arc<Policy>,
+    instruction: String,
+    history: String,
+    state: DecodeState,
+    executor: Executor,
+    sync_timing: bool,
+    steps: u64,
+}
+
+impl Session {
+    pub fn new(policy: Arc<Policy>) -> Result<Self> {
+        let capacity =
+            policy.vla.config().text_config.max_position_embeddings.min(
+                policy.vla.num_patches() + policy.opts.max_prompt_tokens + crate::model::prompt::LATENT_TOKENS as i64,
+            );
+        let state = policy.vla.decode_state(capacity);
+        let dim = policy.head.action_dim() as usize;
+        let executor = match policy.opts.execution {
+            Execution::Ensemble if policy.preset == Preset::RealWorld => {
+                Executor::Ensemble(TemporalEnsembler::with_tail(policy.temporal_size, dim)?)
+            }
+            Execution::Ensemble => Executor::Ensemble(TemporalEnsembler::new(policy.temporal_size, dim)?),
+            Execution::OpenLoop { replan_every } => Executor::OpenLoop(OpenLoopQueue::new(replan_every)),
+        };
+        Ok(Self {
+            policy,
+            instruction: String::new(),
+            history: String::new(),
+            state,
+            executor,
+            sync_timing: false,
+            steps: 0,
+        })
+    }
+
+    /// Synchronise the device at stage boundaries so timings are exact (benchmarks).
+    pub fn set_sync_timing(&mut self, on: bool) {
+        self.sync_timing = on;
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Starts a new episode: new instruction, empty history, empty ensemble/queue.
+    pub fn reset(&mut self, instruction: &str) {
+        self.instruction = instruction.to_owned();
+        self.history.clear();
+        self.steps = 0;
+        match &mut self.executor {
+            Executor::Ensemble(e) => e.reset(),
+            Executor::OpenLoop(q) => q.reset(),
+        }
+    }
+
+    pub fn instruction(&self) -> &str {
+        &self.instruction
+    }
+
+    /// The latent-token history that the next prompt will carry.
+    pub fn history(&self) -> &str {
+        &self.history
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// One control step on a camera image; `proprio` is required by the real-world head (raw
+    /// joint positions; z-scored here when statistics were given).
+    pub fn step(&mut self, image: &RgbImage, proprio: Option<&[f64]>) -> Result<StepOutput> {
+        let _span = tracing::debug_span!("policy_step", step = self.steps).entered();
+        let mut clock = Clock::new(self.policy.opts.device, self.sync_timing);
+        let needs_plan = match &self.executor {
+            Executor::Ensemble(_) => true,
+            Executor::OpenLoop(q) => q.needs_plan(),
+        };
+        let inference = if needs_plan {
+            Some(tch::no_grad(|| self.infer(image, proprio, &mut clock))?)
+        } else {
+            None
+        };
+        let pre_action = match (&mut self.executor, &inference) {
+            (Executor::Ensemble(e), Some(inf)) => e.push(&inf.chunk.concat())?,
+            (Executor::OpenLoop(q), inf) => {
+                if let Some(inf) = inf {
+                    q.load(&inf.chunk.concat(), self.policy.head.action_dim() as usize)?;
+                }
+                q.pop()
+                    .ok_or_else(|| RuntimeError::Invalid("open-loop queue is empty after planning".into()))?
+            }
+            (Executor::Ensemble(_), None) => {
+                return Err(RuntimeError::Invalid("ensemble step without inference".into()))
+            }
+        };
+        let action = self.policy.post.apply(&pre_action)?;
+        clock.stage_done("postprocess");
+        self.steps += 1;
+        Ok(StepOutput {
+            inference,
+            pre_action,
+            action,
+            timings: clock.timings,
+        })
+    }
+
+    fn infer(&mut self, image: &RgbImage, proprio: Option<&[f64]>, clock: &mut Clock) -> Result<Inference> {
+        let p = Arc::clone(&self.policy);
+        let pixel_values = p.processor.pixel_values(image)?;
+        clock.stage_done("preprocess");
+        let projected = p.vla.encode_image(&pixel_values, clock)?;
+        let prompt = build_prompt(&self.instruction, &self.history, p.style);
+        let input_ids = p.tokenizer.encode(&prompt)?;
+        if input_ids.len() as i64 > p.opts.max_prompt_tokens {
+            return Err(RuntimeError::Invalid(format!(
+                "instruction too long: the prompt has {} tokens, at most {} are allowed",
+                input_ids.len(),
+                p.opts.max_prompt_tokens
+            )));
+        }
+        let out = p
+            .vla
+            .latent_step(&projected, &input_ids, p.opts.decoding, &mut self.state, false, clock)?;
+        let latent_ids = extract_latent_ids(&input_ids, &out.generated);
+        self.update_history(&latent_ids, &out.generated);
+        let proprio_t = match (p.head.needs_proprio(), proprio) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(RuntimeError::Invalid(
+                    "the real-world head needs proprio (joint positions)".into(),
+                ))
+            }
+            (true, Some(q)) => {
+                let expected = p.head.proprio_dim().unwrap_or(q.len() as i64) as usize;
+                if q.len() != expected {
+                    return Err(RuntimeError::Invalid(format!(
+                        "proprio has {} values, the head expects {expected}",
+                        q.len()
+                    )));
+                }
+                let q = match &p.zscore {
+                    Some(z) => z.normalize_proprio(q).ok_or_else(|| {
+                        RuntimeError::Invalid("proprio length does not match the qpos statistics".into())
+                    })?,
+                    None => q.to_vec(),
+                };
+                let v: Vec<f32> = q.iter().map(|&x| x as f32).collect();
+                Some(Tensor::from_slice(&v).view([1, -1]).to_device(p.opts.device))
+            }
+        };
+        let head_out = p
+            .head
+            .forward(&out.visual_embed, &out.latent_action, proprio_t.as_ref())?;
+        let flat = head_out.chunk_f64()?;
+        clock.stage_done("head");
+        let dim = p.head.action_dim() as usize;
+        let chunk = flat.chunks(dim).map(<[f64]>::to_vec).collect();
+        Ok(Inference {
+            prompt,
+            input_ids,
+            latent_ids,
+            chunk,
+        })
+    }
+
+    /// The next prompt's history, as the reference keeps it.
+    fn update_history(&mut self, latent_ids: &[i64], generated: &[i64]) {
+        self.history = match self.policy.style {
+            PromptStyle::NoHistory => String::new(),
+            // R2R clears the history when any generated id is not one of the codebook tokens.
+            PromptStyle::R2rListRepr if !generated.iter().all(|id| R2R_HISTORY_IDS.contains(id)) => String::new(),
+            _ => history_string(latent_ids).unwrap_or_default(),
+        };
+    }
+}
