@@ -189,7 +189,7 @@ impl UniVla {
         let mut tokens = Vec::with_capacity(LATENT_TOKENS);
         let mut last = hidden.narrow(1, prefix_len - 1, 1);
         obs.stage_done("prefill");
-        for step in 0..LATENT_TOKENS {
+        for (step, stage) in DECODE_STAGES.iter().enumerate() {
             let step_logits = self.llm.logits(&last).squeeze_dim(1);
             let token = decoding.next_token(&step_logits, eos);
             states.push(last.shallow_clone());
@@ -202,7 +202,7 @@ impl UniVla {
                     .llm
                     .forward_embeds(&self.llm.embed(&token), &state.rope, &mut state.cache, None)?;
             }
-            obs.stage_done(DECODE_STAGES[step]);
+            obs.stage_done(stage);
         }
         // The only host sync of the step: read the 4 ids at the end.
         let generated = Vec::<i64>::try_from(Tensor::f_cat(&tokens, 1)?.view([-1]).to_device(Device::Cpu))?;

@@ -93,7 +93,7 @@ impl TemporalEnsembler {
     /// Adds a chunk (row-major `rows × dim`) and returns the ensembled action for this step.
     pub fn push(&mut self, chunk: &[f64]) -> Result<Vec<f64>, EnsembleError> {
         let (n, d) = (self.n, self.dim);
-        if chunk.len() % d != 0 {
+        if !chunk.len().is_multiple_of(d) {
             return Err(EnsembleError::Ragged {
                 len: chunk.len(),
                 dim: d,
@@ -170,7 +170,7 @@ impl OpenLoopQueue {
 
     /// Replaces the queue with `chunk` (row-major `rows × dim`).
     pub fn load(&mut self, chunk: &[f64], dim: usize) -> Result<(), EnsembleError> {
-        if dim == 0 || chunk.len() % dim != 0 {
+        if dim == 0 || !chunk.len().is_multiple_of(dim) {
             return Err(EnsembleError::Ragged { len: chunk.len(), dim });
         }
         self.queue = chunk.chunks_exact(dim).map(<[f64]>::to_vec).collect();

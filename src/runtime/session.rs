@@ -264,6 +264,11 @@ impl Policy {
     }
 }
 
+// SAFETY: a `Policy` is immutable after loading: its tensors are weights that are only read,
+// and libtorch supports concurrent forward passes over shared read-only tensors (as tch's
+// `CModule` is `Sync`). Per-episode mutable state (KV cache, ensemble) lives in `Session`.
+unsafe impl Sync for Policy {}
+
 fn check_preset(preset: Preset, kind: HeadKind) -> Result<()> {
     let ok = matches!(
         (preset, kind),

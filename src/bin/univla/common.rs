@@ -8,7 +8,7 @@ use univla_ros::runtime::preprocess::ResizeMethod;
 use univla_ros::runtime::session::{Execution, PolicyOptions};
 
 #[derive(clap::Args, Clone)]
-#[command(group(clap::ArgGroup::new("decoding").args(["greedy", "seed"]).required(true)))]
+#[command(group(clap::ArgGroup::new("decoding").args(["greedy", "seed"])))]
 pub struct PolicyArgs {
     /// HF checkpoint directory (config.json, *.safetensors, tokenizer.json, …).
     #[arg(long)]

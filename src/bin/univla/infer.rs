@@ -29,6 +29,10 @@ pub struct InferArgs {
 }
 
 pub fn run(args: InferArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.policy.greedy || args.policy.seed.is_some(),
+        "choose the decoding: --greedy, or --seed N to sample as the reference deploys"
+    );
     let proprio: Option<Vec<Vec<f64>>> = match &args.proprio {
         Some(p) => Some(
             serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
@@ -101,9 +105,12 @@ fn print_step(t: usize, step: &StepOutput) {
                 .collect::<String>()
         })
         .unwrap_or_else(|| "(open-loop, no query)".into());
+    let action = match &step.action {
+        Action::Nav(a) => format!("{a:?}"),
+        other => action_json(other).to_string(),
+    };
     println!(
-        "step {t}: {tokens}  action {}  ({:.1} ms)",
-        action_json(&step.action),
+        "step {t}: {tokens}  action {action}  ({:.1} ms)",
         step.timings.total().as_secs_f64() * 1e3
     );
 }

@@ -1,8 +1,10 @@
 //! `univla`: the command-line face of univla_ros (inference, benchmarks, checkpoints, evaluation).
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod common;
 mod infer;
+mod make_checkpoint;
 
 /// Run and evaluate the UniVLA robot policy on LibTorch.
 #[derive(Parser)]
@@ -16,6 +18,10 @@ struct Cli {
 enum Command {
     /// Run control steps on images with a checkpoint and print latent tokens and actions.
     Infer(infer::InferArgs),
+    /// Time full control steps on a synthetic 640×480 camera image (per-stage medians).
+    Bench(bench::BenchArgs),
+    /// Write a small random checkpoint in the official on-disk format (no downloads needed).
+    MakeCheckpoint(make_checkpoint::MakeCheckpointArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,5 +31,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Infer(args) => infer::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::MakeCheckpoint(args) => make_checkpoint::run(args),
     }
 }

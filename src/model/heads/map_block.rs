@@ -183,7 +183,7 @@ impl MapBlock {
         let (b, _, _) = x.size3()?;
         let mut latents = self.latents.f_unsqueeze(0)?.f_expand([b, 1, self.embed_dim], false)?;
         if let Some(init) = init_embed {
-            latents = latents + init.f_unsqueeze(1)?;
+            latents += init.f_unsqueeze(1)?;
         }
         let xp = self.projection.forward(x)?;
         let latents = self

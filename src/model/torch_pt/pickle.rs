@@ -307,7 +307,7 @@ impl Machine<'_> {
     }
 
     fn set_items(&mut self, target: Value, items: Vec<Value>) -> Res<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.err("SETITEMS with an odd number of values");
         }
         let pairs = items.chunks_exact(2).map(|p| (p[0], p[1]));

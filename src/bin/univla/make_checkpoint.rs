@@ -1,0 +1,59 @@
+//! `univla make-checkpoint`: a small random checkpoint in the official on-disk format.
+use std::path::PathBuf;
+
+use univla_ros::model::synthetic::{write_checkpoint, HeadVariant, SyntheticSpec};
+
+#[derive(clap::Args)]
+pub struct MakeCheckpointArgs {
+    /// Output directory (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Sizes: `tiny` (the golden fixture's) or `small` (the benchmark reference, ~70 M params).
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// Heads to write: realworld, libero, r2r (repeatable; default all three).
+    #[arg(long = "head")]
+    pub heads: Vec<String>,
+    /// Override the LM hidden size / layers / FFN width of the preset.
+    #[arg(long)]
+    pub hidden_size: Option<i64>,
+    #[arg(long)]
+    pub layers: Option<i64>,
+    #[arg(long)]
+    pub intermediate_size: Option<i64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: i64,
+}
+
+pub fn run(args: MakeCheckpointArgs) -> anyhow::Result<()> {
+    let mut spec = SyntheticSpec::preset(&args.preset)
+        .ok_or_else(|| anyhow::anyhow!("unknown preset `{}`: tiny or small", args.preset))?;
+    if let Some(h) = args.hidden_size {
+        spec.hidden_size = h;
+    }
+    if let Some(l) = args.layers {
+        spec.num_layers = l;
+    }
+    if let Some(i) = args.intermediate_size {
+        spec.intermediate_size = i;
+    }
+    let heads = if args.heads.is_empty() {
+        vec![HeadVariant::RealWorld, HeadVariant::Libero, HeadVariant::R2r]
+    } else {
+        args.heads
+            .iter()
+            .map(|h| match h.as_str() {
+                "realworld" | "real_world" | "deploy" => Ok(HeadVariant::RealWorld),
+                "libero" | "bridge" => Ok(HeadVariant::Libero),
+                "r2r" => Ok(HeadVariant::R2r),
+                other => Err(anyhow::anyhow!("unknown head `{other}`: realworld, libero or r2r")),
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let written = write_checkpoint(&args.out, &spec, &heads, args.seed)?;
+    eprintln!("wrote {} with heads:", args.out.display());
+    for w in written {
+        eprintln!("  {}", w.display());
+    }
+    Ok(())
+}
