@@ -20,6 +20,8 @@ enum Command {
     Infer(infer::InferArgs),
     /// Time full control steps on a synthetic 640×480 camera image (per-stage medians).
     Bench(bench::BenchArgs),
+    /// Label frame pairs with task-centric latent actions using the latent action model.
+    Label(univla_ros::lam::LabelArgs),
     /// Write a small random checkpoint in the official on-disk format (no downloads needed).
     MakeCheckpoint(make_checkpoint::MakeCheckpointArgs),
 }
@@ -33,5 +35,9 @@ fn main() -> anyhow::Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::Bench(args) => bench::run(args),
         Command::MakeCheckpoint(args) => make_checkpoint::run(args),
+        Command::Label(args) => {
+            univla_ros::lam::run_label_cli(&args)?;
+            Ok(())
+        }
     }
 }
