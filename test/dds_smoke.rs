@@ -187,3 +187,172 @@ fn smoke_binary_talks_through_remapped_topics() {
         stderr()
     );
 }
+
+mod action {
+    use super::*;
+    use futures::StreamExt;
+    use univla_ros::ros::action::{GoalOutcome, GoalStatus, RosActionClient, RosActionServer, ServerEvent};
+    use univla_ros::ros::msgs::univla_msgs::{Execute, ExecuteFeedback, ExecuteGoal, ExecuteResult};
+
+    /// Bound of each awaited action step.
+    const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+    /// Pause between executed steps of the test server.
+    const STEP_PERIOD: Duration = Duration::from_millis(50);
+    /// Goals the test server handles before it exits.
+    const GOALS: usize = 3;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(STEP_TIMEOUT, fut)
+            .await
+            .unwrap_or_else(|_| panic!("timed out: {what}"))
+    }
+
+    /// A minimal policy-like server: rejects max_steps == 0, runs max_steps steps with feedback,
+    /// honours cancel requests. Returns the outcomes it produced.
+    async fn serve(server: RosActionServer<Execute>) -> Vec<GoalOutcome> {
+        let mut outcomes = Vec::new();
+        let mut handled = 0;
+        while handled < GOALS {
+            let req = match bounded("server event", server.next_event()).await.unwrap() {
+                ServerEvent::Goal(req) => req,
+                ServerEvent::Cancel(c) => {
+                    server.answer_cancel(&c, &[]).await.unwrap();
+                    continue;
+                }
+            };
+            handled += 1;
+            if req.goal.max_steps == 0 {
+                server.reject(req).await.unwrap();
+                continue;
+            }
+            let max_steps = req.goal.max_steps;
+            let goal = server.accept(req).await.unwrap();
+            let mut outcome = GoalOutcome::Succeeded;
+            let mut steps = 0;
+            while steps < max_steps {
+                steps += 1;
+                let fb = ExecuteFeedback {
+                    step: steps,
+                    latent_tokens: vec![1, 2, 3, 4],
+                    inference_latency_ms: 1.5,
+                    commanded_action: vec![0.0; 7],
+                };
+                server.publish_feedback(&goal, fb).await.unwrap();
+                if let Ok(event) = tokio::time::timeout(STEP_PERIOD, server.next_event()).await {
+                    match event.unwrap() {
+                        ServerEvent::Cancel(c) if c.goals.contains(&goal.id) => {
+                            server.answer_cancel(&c, &[goal.id]).await.unwrap();
+                            outcome = GoalOutcome::Canceled;
+                            break;
+                        }
+                        ServerEvent::Cancel(c) => server.answer_cancel(&c, &[]).await.unwrap(),
+                        ServerEvent::Goal(other) => {
+                            handled += 1;
+                            server.reject(other).await.unwrap();
+                        }
+                    }
+                }
+            }
+            let code = if outcome == GoalOutcome::Canceled {
+                ExecuteResult::CANCELED
+            } else {
+                ExecuteResult::SUCCEEDED
+            };
+            let result = ExecuteResult {
+                outcome: code,
+                steps,
+                reason: format!("{outcome:?} at step {steps}"),
+            };
+            bounded("result request", server.finish(goal, outcome, result))
+                .await
+                .unwrap();
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    #[test]
+    fn execute_action_feedback_cancel_reject() {
+        guard();
+        let domain = 43;
+        let server_ctx = RosContext::with_domain(domain).unwrap();
+        let mut server_node = node(&server_ctx, "policy", "/robot");
+        let server = RosActionServer::<Execute>::new(&mut server_node, "execute").unwrap();
+        assert_eq!(server.name(), "/robot/execute");
+        let server_thread = std::thread::spawn(move || {
+            let outcomes = runtime().block_on(serve(server));
+            drop(server_node);
+            outcomes
+        });
+
+        let client_ctx = RosContext::with_domain(domain).unwrap();
+        let mut client_node = node(&client_ctx, "driver", "/");
+        let client = RosActionClient::<Execute>::new(&mut client_node, "/robot/execute").unwrap();
+        let rt = runtime();
+        rt.block_on(async {
+            bounded("server discovery", client.wait_for_server(&client_node)).await;
+            let goal = |max_steps| ExecuteGoal {
+                instruction: "pick up the cup".into(),
+                max_steps,
+                time_limit: Default::default(),
+                mode: String::new(),
+            };
+
+            // A long goal, canceled after three feedback messages.
+            let a = bounded("send A", client.send_goal(goal(1000)))
+                .await
+                .unwrap()
+                .expect("goal A accepted");
+            let feedback = client.feedback(a);
+            futures::pin_mut!(feedback);
+            let mut seen = Vec::new();
+            while seen.len() < 3 {
+                seen.push(bounded("feedback A", feedback.next()).await.unwrap().unwrap().step);
+            }
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "feedback steps {seen:?}");
+            assert!(
+                bounded("cancel A", client.cancel(a)).await.unwrap(),
+                "cancel of A was not accepted"
+            );
+            let (status, result) = bounded("result A", client.result(a)).await.unwrap();
+            assert_eq!(status, GoalStatus::Canceled);
+            assert_eq!(result.outcome, ExecuteResult::CANCELED);
+            assert!(result.steps >= 3 && result.steps < 1000, "{result:?}");
+
+            // A short goal that runs to completion with five feedback messages.
+            let b = bounded("send B", client.send_goal(goal(5)))
+                .await
+                .unwrap()
+                .expect("goal B accepted");
+            let feedback = client.feedback(b);
+            futures::pin_mut!(feedback);
+            let mut steps = Vec::new();
+            while steps.last() != Some(&5) {
+                steps.push(bounded("feedback B", feedback.next()).await.unwrap().unwrap().step);
+            }
+            assert_eq!(steps, vec![1, 2, 3, 4, 5]);
+            let (status, result) = bounded("result B", client.result(b)).await.unwrap();
+            assert_eq!(status, GoalStatus::Succeeded);
+            assert_eq!(
+                result,
+                ExecuteResult {
+                    outcome: ExecuteResult::SUCCEEDED,
+                    steps: 5,
+                    reason: "Succeeded at step 5".into()
+                }
+            );
+
+            // max_steps == 0 is rejected by this server.
+            assert_eq!(bounded("send C", client.send_goal(goal(0))).await.unwrap(), None);
+        });
+        let outcomes = server_thread.join().unwrap();
+        assert_eq!(outcomes, vec![GoalOutcome::Canceled, GoalOutcome::Succeeded]);
+    }
+}

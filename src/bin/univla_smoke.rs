@@ -19,9 +19,11 @@ fn main() -> anyhow::Result<()> {
     let (ros_args, rest) = RosArgs::from_env().context("parsing --ros-args")?;
     Cli::parse_from(rest);
     logging::init_tracing(&ros_args);
+    // Check names and parameters before opening any socket.
+    let identity = ros_args.resolve_node(NODE_NAME, "/")?;
+    let cfg = SmokeConfig::from_params(&identity.params)?;
     let context = RosContext::from_env()?;
     let mut node = RosNode::new(&context, &ros_args, NODE_NAME, "/")?;
-    let cfg = SmokeConfig::from_node(&node)?;
     let summary = run_smoke(&mut node, &cfg)?;
     println!("published={} received={}", summary.published, summary.received);
     Ok(())

@@ -1,4 +1,5 @@
 //! The ROS 2 boundary: message types, `--ros-args`, QoS and transport on `ros2-client`.
+pub mod action;
 pub mod args;
 pub mod clock;
 pub mod error;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::error::RosError;
 use super::msgs::std_msgs::StringMsg;
+use super::params::Params;
 use super::qos::Qos;
 use super::transport::RosNode;
 
@@ -33,9 +34,8 @@ pub struct SmokeConfig {
 }
 
 impl SmokeConfig {
-    /// Reads and checks the parameters of `node`.
-    pub fn from_node(node: &RosNode) -> Result<Self, RosError> {
-        let p = node.params();
+    /// Reads and checks the node parameters (before any socket is opened).
+    pub fn from_params(p: &Params) -> Result<Self, RosError> {
         let rate_hz = p.positive_f64_or("rate_hz", 2.0)?;
         let run_secs = p.positive_f64_or("run_secs", 5.0)?;
         let range = |name: &str, why: String| super::RosArgsError::ParamRange { name: name.into(), why };
@@ -114,4 +114,61 @@ pub fn run_smoke(node: &mut RosNode, cfg: &SmokeConfig) -> Result<SmokeSummary, 
         summary.received
     );
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ros::RosArgs;
+
+    fn cfg(args: &[&str]) -> Result<SmokeConfig, RosError> {
+        let mut v = vec!["p", "--ros-args"];
+        v.extend_from_slice(args);
+        let (a, _) = RosArgs::parse(v).unwrap();
+        SmokeConfig::from_params(&a.resolve_node(NODE_NAME, "/").unwrap().params)
+    }
+
+    #[test]
+    fn config_defaults_and_checks() {
+        let d = cfg(&[]).unwrap();
+        assert_eq!(
+            d,
+            SmokeConfig {
+                rate_hz: 2.0,
+                count: 0,
+                run_secs: 5.0,
+                text: "hello".into()
+            }
+        );
+        let c = cfg(&[
+            "-p",
+            "rate_hz:=20",
+            "-p",
+            "run_secs:=10",
+            "-p",
+            "count:=3",
+            "-p",
+            "text:=hi",
+        ])
+        .unwrap();
+        assert_eq!(
+            c,
+            SmokeConfig {
+                rate_hz: 20.0,
+                count: 3,
+                run_secs: 10.0,
+                text: "hi".into()
+            }
+        );
+        assert!(cfg(&["-p", "run_secs:=0"]).is_err());
+        assert!(cfg(&["-p", "run_secs:=100000"])
+            .unwrap_err()
+            .to_string()
+            .contains("at most 3600"));
+        assert!(cfg(&["-p", "rate_hz:=abc"])
+            .unwrap_err()
+            .to_string()
+            .contains("must be a float"));
+        assert!(cfg(&["-p", "count:=-1"]).is_err());
+    }
 }

@@ -278,6 +278,11 @@ impl RosNode {
         })
     }
 
+    /// Escape hatch for boundary code in this module tree (actions, services).
+    pub(crate) fn inner_mut(&mut self) -> &mut Node {
+        &mut self.node
+    }
+
     /// The ros2-client node (read-only), e.g. for matched-endpoint counts.
     pub(crate) fn inner(&self) -> &Node {
         &self.node
