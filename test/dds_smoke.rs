@@ -4,6 +4,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use univla_ros::ros::msgs::builtin_interfaces::Time;
+use univla_ros::ros::msgs::rosgraph_msgs::Clock;
 use univla_ros::ros::msgs::std_msgs::StringMsg;
 use univla_ros::ros::smoke::ECHO_PREFIX;
 use univla_ros::ros::{require_private_netns, Qos, RosArgs, RosContext, RosNode};
@@ -70,6 +72,38 @@ fn two_participants_exchange_strings() {
     }
     assert!(publisher.subscription_count(&a) >= 1);
     assert!(subscription.publisher_count(&b) >= 1);
+    // The graph-event drain saw the other participant's endpoints.
+    assert!(a.graph_event_count() > 0 && b.graph_event_count() > 0);
+}
+
+#[test]
+fn sim_time_follows_rosgraph_clock() {
+    guard();
+    let domain = 44;
+    let ctx_a = RosContext::with_domain(domain).unwrap();
+    let (args, _) = RosArgs::parse(["test", "--ros-args", "-p", "use_sim_time:=true"]).unwrap();
+    let sim = RosNode::new(&ctx_a, &args, "sim", "/").unwrap();
+    let clock = sim.clock();
+    assert!(clock.is_simulated());
+    assert_eq!(
+        clock.now(),
+        Time::default(),
+        "sim time is zero before the first /clock message"
+    );
+
+    let ctx_b = RosContext::with_domain(domain).unwrap();
+    let mut player = node(&ctx_b, "player", "/");
+    // Reliable, like `ros2 bag play --clock` and simulators; compatible with the best-effort reader.
+    let publisher = player
+        .create_publisher::<Clock>("/clock", Qos::default_profile())
+        .unwrap();
+    let tick = Time { sec: 1234, nanosec: 5 };
+    let start = Instant::now();
+    while clock.now() != tick && start.elapsed() < EXCHANGE_TIMEOUT {
+        publisher.publish(Clock { clock: tick }).unwrap();
+        std::thread::sleep(POLL * 5);
+    }
+    assert_eq!(clock.now(), tick);
 }
 
 /// Kills the child on drop if it still runs (by its own handle), so a failing test leaves nothing.
