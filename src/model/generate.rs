@@ -28,9 +28,9 @@ impl Decoding {
 
     /// Next token ids [B, 1] (int64) from f32 `logits` [B, V]; `eos` is never chosen.
     pub fn next_token(&self, logits: &Tensor, eos: i64) -> Tensor {
-        // Out of place: the caller's logits stay untouched.
-        let eos = Tensor::from_slice(&[eos]).to_device(logits.device());
-        let mut scores = logits.to_kind(Kind::Float).index_fill(-1, &eos, f64::NEG_INFINITY);
+        // On a copy (the caller's logits stay untouched) and without a host-to-device transfer.
+        let mut scores = logits.to_kind(Kind::Float).copy();
+        let _ = scores.narrow(-1, eos, 1).fill_(f64::NEG_INFINITY);
         match *self {
             Decoding::Greedy => scores.argmax(-1, true),
             Decoding::Sample {
