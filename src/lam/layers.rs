@@ -8,13 +8,7 @@ use crate::model::VarBuilder;
 
 /// `weight` [out, in] (and `bias` [out] when `bias`) under `vb`, sizes read from the weights.
 pub fn linear(vb: &VarBuilder, bias: bool) -> Result<Linear> {
-    let shape = vb.require_shape("weight")?;
-    if shape.len() != 2 {
-        return Err(LamError::Config(format!(
-            "`{}` is not a matrix: {shape:?}",
-            vb.path("weight")
-        )));
-    }
+    let shape = weight_shape(vb, 2)?;
     let (out_dim, in_dim) = (shape[0], shape[1]);
     Ok(if bias {
         Linear::new(vb, in_dim, out_dim)?
@@ -25,14 +19,19 @@ pub fn linear(vb: &VarBuilder, bias: bool) -> Result<Linear> {
 
 /// Affine LayerNorm over the last dimension with `eps`, its width read from `weight`.
 pub fn layer_norm(vb: &VarBuilder, eps: f64) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(vb, weight_shape(vb, 1)?[0], eps)?)
+}
+
+/// The stored shape of `weight` under `vb`, which must have `rank` dimensions.
+fn weight_shape(vb: &VarBuilder, rank: usize) -> Result<Vec<i64>> {
     let shape = vb.require_shape("weight")?;
-    if shape.len() != 1 {
+    if shape.len() != rank {
         return Err(LamError::Config(format!(
-            "`{}` is not a vector: {shape:?}",
+            "`{}` has shape {shape:?}, expected {rank} dimensions",
             vb.path("weight")
         )));
     }
-    Ok(LayerNorm::new(vb, shape[0], eps)?)
+    Ok(shape)
 }
 
 /// Counts `prefix.<i>.<probe>` entries, i = 0, 1, … (the number of stacked blocks).
