@@ -1,44 +1,17 @@
 //! Language-model parity against the official code: from the golden projector output and the
 //! golden prompt ids, the prefix hidden states, the logits of each decode step, the greedy latent
 //! ids and the extracted `visual_embed` / `latent_action` states must match the fixture.
-use std::path::PathBuf;
+mod common;
 
+use common::{assert_close, fixture, ids as ids_of, Golden};
 use tch::{Device, Kind, Tensor};
 use univla_ros::model::generate::Decoding;
 use univla_ros::model::llama::{KvCache, Llama, Rope};
 use univla_ros::model::prompt::{build_prompt, PromptStyle, PromptTokenizer};
 use univla_ros::model::{VarBuilder, VlaConfig};
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test/data/univla-tiny")
-}
-
-struct Golden {
-    json: serde_json::Value,
-    tensors: std::collections::HashMap<String, Tensor>,
-}
-
 fn golden() -> Golden {
-    let dir = fixture();
-    let json = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let tensors = Tensor::read_safetensors(dir.join("golden.safetensors"))
-        .unwrap()
-        .into_iter()
-        .collect();
-    Golden { json, tensors }
-}
-
-fn assert_close(name: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.size(), want.size(), "{name}: shape");
-    let got = got.to_kind(Kind::Double);
-    let want = want.to_kind(Kind::Double);
-    let scale = want.abs().max().double_value(&[]).max(1.0);
-    let err = (&got - &want).abs().max().double_value(&[]);
-    assert!(err <= 1e-4 * scale, "{name}: max abs error {err} (scale {scale})");
-}
-
-fn ids_of(v: &serde_json::Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+    Golden::load()
 }
 
 #[test]
