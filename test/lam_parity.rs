@@ -9,8 +9,9 @@ use univla_ros::lam::checkpoint;
 use univla_ros::lam::interp::resize_bicubic_aa;
 use univla_ros::lam::label::{histogram_path, run_label, LabelArgs};
 use univla_ros::lam::preprocess::frames_to_tensor;
-use univla_ros::lam::{LamConfig, LatentActionModel, RgbFrame};
+use univla_ros::lam::{LamConfig, LatentActionModel};
 use univla_ros::model::VarBuilder;
+use univla_ros::runtime::preprocess::RgbImage;
 
 /// Attention heads of the fixture (lam_golden.json: DINO stand-in 3, encoder 4).
 const FIXTURE_DINO_HEADS: i64 = 3;
@@ -46,10 +47,10 @@ fn load_fixture_model() -> LatentActionModel {
     .unwrap()
 }
 
-fn fixture_frames() -> (RgbFrame, RgbFrame) {
+fn fixture_frames() -> (RgbImage, RgbImage) {
     (
-        RgbFrame::load(&data("univla-tiny/lam/frame0.png")).unwrap(),
-        RgbFrame::load(&data("univla-tiny/lam/frame1.png")).unwrap(),
+        RgbImage::load(data("univla-tiny/lam/frame0.png")).unwrap(),
+        RgbImage::load(data("univla-tiny/lam/frame1.png")).unwrap(),
     )
 }
 
@@ -250,7 +251,11 @@ fn hub_layout_resamples_37_grid_like_torch() {
     let (grid37, grid16) = (spread(input), spread(output));
     let hub = VarBuilder::from_tensors("hub", hub_layout(&src, &grid37), Kind::Float, Device::Cpu);
     let hub_model = LatentActionModel::load(&hub, &fixture_config()).unwrap();
-    assert_close("resampled pos grid", hub_model.dino().patch_pos_embed(), &grid16);
+    assert_close(
+        "resampled pos grid",
+        &hub_model.dino().patch_pos_embed().unwrap(),
+        &grid16,
+    );
     let mut timm: Vec<(String, Tensor)> = src.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
     timm.retain(|(k, _)| k != "dino_encoder.vit.pos_embed");
     timm.push(("dino_encoder.vit.pos_embed".into(), grid16));

@@ -4,7 +4,8 @@
 use tch::{Device, Kind, Tensor};
 
 use super::error::{LamError, Result};
-use super::layers::{attention, count_blocks, resolve_heads, LayerNorm, Linear};
+use super::layers::{attention, count_blocks, layer_norm, linear, resolve_heads};
+use crate::model::vision::layers::{gelu, LayerNorm, Linear};
 use crate::model::VarBuilder;
 
 /// PyTorch's default LayerNorm epsilon (the reference leaves it unset).
@@ -24,17 +25,17 @@ struct SelfAttention {
 impl SelfAttention {
     fn load(vb: &VarBuilder, heads: i64) -> Result<Self> {
         Ok(Self {
-            to_q: Linear::load(&vb.pp("to_q"), false)?,
-            to_k: Linear::load(&vb.pp("to_k"), false)?,
-            to_v: Linear::load(&vb.pp("to_v"), false)?,
-            to_out: Linear::load(&vb.pp("to_out").pp(0), true)?,
+            to_q: linear(&vb.pp("to_q"), false)?,
+            to_k: linear(&vb.pp("to_k"), false)?,
+            to_v: linear(&vb.pp("to_v"), false)?,
+            to_out: linear(&vb.pp("to_out").pp(0), true)?,
             heads,
         })
     }
 
     fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
         let (q, k, v) = (self.to_q.forward(x)?, self.to_k.forward(x)?, self.to_v.forward(x)?);
-        self.to_out.forward(&attention(&q, &k, &v, self.heads, causal)?)
+        Ok(self.to_out.forward(&attention(&q, &k, &v, self.heads, causal)?)?)
     }
 }
 
@@ -55,11 +56,11 @@ impl SpatioTemporalBlock {
         Ok(Self {
             spatial_attn: SelfAttention::load(&vb.pp("spatial_attn"), heads)?,
             temporal_attn: SelfAttention::load(&vb.pp("temporal_attn"), heads)?,
-            norm1: LayerNorm::load(&vb.pp("norm1"), LN_EPS)?,
-            norm2: LayerNorm::load(&vb.pp("norm2"), LN_EPS)?,
-            norm3: LayerNorm::load(&vb.pp("norm3"), LN_EPS)?,
-            fc1: Linear::load(&vb.pp("ffn").pp(0), true)?,
-            fc2: Linear::load(&vb.pp("ffn").pp(3), true)?,
+            norm1: layer_norm(&vb.pp("norm1"), LN_EPS)?,
+            norm2: layer_norm(&vb.pp("norm2"), LN_EPS)?,
+            norm3: layer_norm(&vb.pp("norm3"), LN_EPS)?,
+            fc1: linear(&vb.pp("ffn").pp(0), true)?,
+            fc2: linear(&vb.pp("ffn").pp(3), true)?,
         })
     }
 
@@ -72,9 +73,7 @@ impl SpatioTemporalBlock {
         let xt = xs.f_view([b, t, s, e])?.f_transpose(1, 2)?.f_reshape([b * s, t, e])?;
         let xt = xt.f_add(&self.temporal_attn.forward(&self.norm2.forward(&xt)?, true)?)?;
         let x = xt.f_view([b, s, t, e])?.f_transpose(1, 2)?.f_contiguous()?;
-        let mlp = self
-            .fc2
-            .forward(&self.fc1.forward(&self.norm3.forward(&x)?)?.f_gelu("none")?)?;
+        let mlp = self.fc2.forward(&gelu(&self.fc1.forward(&self.norm3.forward(&x)?)?)?)?;
         Ok(x.f_add(&mlp)?)
     }
 }
@@ -91,9 +90,9 @@ impl SpatioTemporalEncoder {
     /// Loads from `vb` (the `encoder` prefix); widths and depth come from the weights, `heads`
     /// defaults to model_dim/64 (12 for the released model).
     pub fn load(vb: &VarBuilder, heads: Option<i64>) -> Result<Self> {
-        let norm_in = LayerNorm::load(&vb.pp("ffn").pp(0), LN_EPS)?;
-        let proj = Linear::load(&vb.pp("ffn").pp(1), true)?;
-        let norm_out = LayerNorm::load(&vb.pp("ffn").pp(2), LN_EPS)?;
+        let norm_in = layer_norm(&vb.pp("ffn").pp(0), LN_EPS)?;
+        let proj = linear(&vb.pp("ffn").pp(1), true)?;
+        let norm_out = layer_norm(&vb.pp("ffn").pp(2), LN_EPS)?;
         let model_dim = proj.out_dim();
         if model_dim % 2 != 0 {
             return Err(LamError::Config(format!(

@@ -2,6 +2,7 @@
 use std::path::PathBuf;
 
 use crate::model::ModelError;
+use crate::runtime::preprocess::PreprocessError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LamError {
@@ -9,16 +10,14 @@ pub enum LamError {
     Model(#[from] ModelError),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
-    #[error("opencv: {0}")]
-    OpenCv(#[from] opencv::Error),
+    #[error(transparent)]
+    Image(#[from] PreprocessError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("image {path}: {reason}")]
-    Image { path: PathBuf, reason: String },
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
     #[error("invalid LAM configuration: {0}")]

@@ -9,8 +9,9 @@ use tch::Device;
 use super::checkpoint;
 use super::error::{LamError, Result};
 use super::model::{LamConfig, LatentActionModel};
-use super::preprocess::{list_frame_files, RgbFrame};
+use super::preprocess::list_frame_files;
 use super::sequence::{label_frames, StepLabel};
+use crate::runtime::preprocess::RgbImage;
 
 /// LAM frame interval k of LIBERO and CALVIN (o_t → o_{t+11}).
 pub const INTERVAL_LIBERO: usize = 11;
@@ -269,7 +270,7 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 /// the output (`--out`); the report is returned either way.
 pub fn run_label_frames<I>(args: &LabelArgs, frames: I) -> Result<LabelReport>
 where
-    I: IntoIterator<Item = Result<RgbFrame>>,
+    I: IntoIterator<Item = Result<RgbImage>>,
 {
     let interval = args.resolve_interval()?;
     let device = parse_device(&args.device)?;
@@ -298,7 +299,7 @@ pub fn run_label(args: &LabelArgs) -> Result<LabelReport> {
     if files.is_empty() {
         return Err(LamError::Input(format!("{}: no PNG/JPEG frames", dir.display())));
     }
-    run_label_frames(args, files.iter().map(|p| RgbFrame::load(p)))
+    run_label_frames(args, files.iter().map(|p| Ok(RgbImage::load(p)?)))
 }
 
 /// The whole `univla label` command: [`run_label`], then the JSON report on stdout when there is

@@ -1,66 +1,37 @@
-//! Small building blocks shared by the DINOv2 extractor and the spatio-temporal encoder.
+//! Loaders that size the shared `model::vision::layers` from the stored weights, and the helpers
+//! the spatio-temporal encoder and the DINOv2 wrapper need besides.
 use tch::Tensor;
 
 use super::error::{LamError, Result};
+use crate::model::vision::layers::{LayerNorm, Linear};
 use crate::model::VarBuilder;
 
-/// `y = x Wᵀ + b`; sizes come from the stored weight.
-pub struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
+/// `weight` [out, in] (and `bias` [out] when `bias`) under `vb`, sizes read from the weights.
+pub fn linear(vb: &VarBuilder, bias: bool) -> Result<Linear> {
+    let shape = weight_shape(vb, 2)?;
+    let (out_dim, in_dim) = (shape[0], shape[1]);
+    Ok(if bias {
+        Linear::new(vb, in_dim, out_dim)?
+    } else {
+        Linear::new_no_bias(vb, in_dim, out_dim)?
+    })
 }
 
-impl Linear {
-    /// Loads `weight` [out, in] (and `bias` [out] when `bias`), sizes read from the weights.
-    pub fn load(vb: &VarBuilder, bias: bool) -> Result<Self> {
-        let shape = vb.require_shape("weight")?;
-        if shape.len() != 2 {
-            return Err(LamError::Config(format!(
-                "`{}` is not a matrix: {shape:?}",
-                vb.path("weight")
-            )));
-        }
-        let weight = vb.get(&shape, "weight")?;
-        let bias = if bias { Some(vb.get(&[shape[0]], "bias")?) } else { None };
-        Ok(Self { weight, bias })
-    }
-
-    pub fn in_dim(&self) -> i64 {
-        self.weight.size()[1]
-    }
-
-    pub fn out_dim(&self) -> i64 {
-        self.weight.size()[0]
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_linear(&self.weight, self.bias.as_ref())?)
-    }
+/// Affine LayerNorm over the last dimension with `eps`, its width read from `weight`.
+pub fn layer_norm(vb: &VarBuilder, eps: f64) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(vb, weight_shape(vb, 1)?[0], eps)?)
 }
 
-/// LayerNorm over the last dimension with an affine weight and bias.
-pub struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    pub fn load(vb: &VarBuilder, eps: f64) -> Result<Self> {
-        let shape = vb.require_shape("weight")?;
-        let weight = vb.get(&shape, "weight")?;
-        let bias = vb.get(&shape, "bias")?;
-        Ok(Self { weight, bias, eps })
+/// The stored shape of `weight` under `vb`, which must have `rank` dimensions.
+fn weight_shape(vb: &VarBuilder, rank: usize) -> Result<Vec<i64>> {
+    let shape = vb.require_shape("weight")?;
+    if shape.len() != rank {
+        return Err(LamError::Config(format!(
+            "`{}` has shape {shape:?}, expected {rank} dimensions",
+            vb.path("weight")
+        )));
     }
-
-    pub fn dim(&self) -> i64 {
-        self.weight.size()[0]
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dim = self.dim();
-        Ok(x.f_layer_norm([dim], Some(&self.weight), Some(&self.bias), self.eps, false)?)
-    }
+    Ok(shape)
 }
 
 /// Counts `prefix.<i>.<probe>` entries, i = 0, 1, … (the number of stacked blocks).

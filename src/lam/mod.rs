@@ -23,5 +23,4 @@ pub use error::{LamError, Result};
 pub use label::{run_label, run_label_cli, run_label_frames, LabelArgs, LabelReport, LamDataset};
 pub use metrics::{score_steps, LatentActionAccuracy};
 pub use model::{LamConfig, LamOutput, LatentAction, LatentActionModel};
-pub use preprocess::RgbFrame;
 pub use sequence::{label_frames, SequenceLabeler, StepLabel};

@@ -8,8 +8,9 @@ use tch::{Device, Kind, Tensor};
 use super::dino::Dinov2;
 use super::encoder::SpatioTemporalEncoder;
 use super::error::{LamError, Result};
-use super::layers::Linear;
+use super::layers::linear;
 use super::vq::Codebook;
+use crate::model::vision::layers::Linear;
 use crate::model::VarBuilder;
 
 /// Side of the square frames the LAM takes.
@@ -125,8 +126,8 @@ impl LatentActionModel {
         }
         let latent_task = vb.get(&query_shape, "action_latent_controllable")?;
         let latent_free = vb.get(&query_shape, "action_latent")?;
-        let to_codebook = Linear::load(&vb.pp("to_codebook"), true)?;
-        let to_codebook_uncontrol = Linear::load(&vb.pp("to_codebook_uncontrol"), true)?;
+        let to_codebook = linear(&vb.pp("to_codebook"), true)?;
+        let to_codebook_uncontrol = linear(&vb.pp("to_codebook_uncontrol"), true)?;
         let vq_action = Codebook::load(&vb.pp("vq_action"))?;
         let vq = Codebook::load(&vb.pp("vq"))?;
         if to_codebook.out_dim() != vq_action.dim() || to_codebook_uncontrol.out_dim() != vq.dim() {

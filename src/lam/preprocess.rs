@@ -1,97 +1,34 @@
-//! Frames for the LAM: RGB uint8 images, resized to 224×224 when needed, as f32 in [0, 1]
-//! (the ImageNet normalisation happens inside the model, as in the reference).
+//! Frames for the LAM: [`RgbImage`]s, resized to 224×224 when needed, as f32 in [0, 1] (the
+//! ImageNet normalisation happens inside the model, as in the reference).
 //!
-//! Resizing uses OpenCV's INTER_AREA. The reference feeds LIBERO/RLDS frames that are already
-//! 224 px, and resizes CALVIN, R2R and real-world frames with torchvision `Resize` (bilinear,
-//! antialiased) on PIL images; INTER_AREA is a close, not bit-exact, stand-in for those.
+//! Resizing uses OpenCV's INTER_AREA ([`LAM_RESIZE`]). The reference feeds LIBERO/RLDS frames that
+//! are already 224 px, and resizes CALVIN, R2R and real-world frames with torchvision `Resize`
+//! (bilinear, antialiased) on PIL images; INTER_AREA is a close, not bit-exact, stand-in for those.
 use std::path::{Path, PathBuf};
 
-use opencv::core::{Mat, Size, Vec3b};
-use opencv::prelude::*;
-use opencv::{imgcodecs, imgproc};
 use tch::{Device, Kind, Tensor};
 
 use super::error::{LamError, Result};
 use super::model::LAM_IMAGE_SIZE;
+use crate::runtime::preprocess::{resize, ResizeMethod, RgbImage};
 
 /// File extensions `--video-frames` reads (case-insensitive).
 pub const FRAME_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+/// How frames of another size are brought to 224×224.
+pub const LAM_RESIZE: ResizeMethod = ResizeMethod::OpenCvArea;
 
-/// An RGB image, 8 bits per channel, rows top to bottom, HWC.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RgbFrame {
-    pub width: usize,
-    pub height: usize,
-    pub data: Vec<u8>,
-}
-
-impl RgbFrame {
-    /// Wraps `data` (width·height·3 bytes, RGB).
-    pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<Self> {
-        if width == 0 || height == 0 || data.len() != width * height * 3 {
-            return Err(LamError::Input(format!(
-                "RGB frame {width}x{height} needs {} bytes, got {}",
-                width * height * 3,
-                data.len()
-            )));
-        }
-        Ok(Self { width, height, data })
-    }
-
-    /// Reads a PNG or JPEG file (alpha dropped, 16-bit scaled to 8).
-    pub fn load(path: &Path) -> Result<Self> {
-        let image_err = |reason: String| LamError::Image {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let name = path
-            .to_str()
-            .ok_or_else(|| image_err("path is not valid UTF-8".into()))?;
-        let bgr = imgcodecs::imread(name, imgcodecs::IMREAD_COLOR)?;
-        if bgr.empty() {
-            return Err(image_err("cannot decode (missing, unreadable or not an image)".into()));
-        }
-        let mut rgb = Mat::default();
-        imgproc::cvt_color_def(&bgr, &mut rgb, imgproc::COLOR_BGR2RGB)?;
-        Self::from_mat(&rgb)
-    }
-
-    fn from_mat(mat: &Mat) -> Result<Self> {
-        let (width, height) = (mat.cols() as usize, mat.rows() as usize);
-        let data = if mat.is_continuous() {
-            mat.data_bytes()?.to_vec()
-        } else {
-            mat.try_clone()?.data_bytes()?.to_vec()
-        };
-        Self::new(width, height, data)
-    }
-
-    /// This frame at `size`×`size` (INTER_AREA), or unchanged if it already is.
-    pub fn resized(&self, size: usize) -> Result<Self> {
-        if self.width == size && self.height == size {
-            return Ok(self.clone());
-        }
-        let flat = Mat::from_bytes::<Vec3b>(&self.data)?;
-        let src = flat.reshape(0, self.height as i32)?;
-        let mut dst = Mat::default();
-        let dsize = Size::new(size as i32, size as i32);
-        imgproc::resize(&src, &mut dst, dsize, 0.0, 0.0, imgproc::INTER_AREA)?;
-        Self::from_mat(&dst)
-    }
-}
-
-/// Frames → [N, 3, 224, 224] f32 in [0, 1] on `device` (resizing where needed).
-pub fn frames_to_tensor(frames: &[&RgbFrame], device: Device) -> Result<Tensor> {
+/// Frames → [N, 3, 224, 224] f32 in [0, 1] on `device` (resizing with [`LAM_RESIZE`] where needed).
+pub fn frames_to_tensor(frames: &[&RgbImage], device: Device) -> Result<Tensor> {
     if frames.is_empty() {
         return Err(LamError::Input("no frames".into()));
     }
-    let side = LAM_IMAGE_SIZE as usize;
-    let mut bytes = Vec::with_capacity(frames.len() * side * side * 3);
+    let side = LAM_IMAGE_SIZE as u32;
+    let mut bytes = Vec::with_capacity(frames.len() * (side * side * 3) as usize);
     for frame in frames {
-        if frame.width == side && frame.height == side {
-            bytes.extend_from_slice(&frame.data);
+        if (frame.width(), frame.height()) == (side, side) {
+            bytes.extend_from_slice(frame.as_raw());
         } else {
-            bytes.extend_from_slice(&frame.resized(side)?.data);
+            bytes.extend_from_slice(resize(frame, side, side, LAM_RESIZE)?.as_raw());
         }
     }
     let n = frames.len() as i64;

@@ -8,7 +8,8 @@ use tch::Tensor;
 
 use super::error::{LamError, Result};
 use super::model::{latent_actions, LatentAction, LatentActionModel};
-use super::preprocess::{frames_to_tensor, RgbFrame};
+use super::preprocess::frames_to_tensor;
+use crate::runtime::preprocess::RgbImage;
 
 /// The latent action from frame `step` to frame `target_step` = step + interval.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -25,7 +26,7 @@ pub struct SequenceLabeler<'m> {
     interval: usize,
     batch_size: usize,
     /// Frames waiting for DINOv2, already resized.
-    raw: Vec<RgbFrame>,
+    raw: Vec<RgbImage>,
     /// DINO features of the most recent frames (at most interval + 1), oldest first.
     recent: VecDeque<Tensor>,
     /// Frames that went through DINOv2 so far.
@@ -58,7 +59,7 @@ impl<'m> SequenceLabeler<'m> {
     }
 
     /// Adds the next frame; returns the labels that became ready (possibly none).
-    pub fn push(&mut self, frame: RgbFrame) -> Result<Vec<StepLabel>> {
+    pub fn push(&mut self, frame: RgbImage) -> Result<Vec<StepLabel>> {
         self.raw.push(frame);
         if self.raw.len() < self.batch_size {
             return Ok(Vec::new());
@@ -85,7 +86,7 @@ impl<'m> SequenceLabeler<'m> {
         if self.raw.is_empty() {
             return Ok(());
         }
-        let frames: Vec<&RgbFrame> = self.raw.iter().collect();
+        let frames: Vec<&RgbImage> = self.raw.iter().collect();
         let feats = self
             .model
             .dino_features(&frames_to_tensor(&frames, self.model.device())?)?;
@@ -134,7 +135,7 @@ pub fn label_frames<I>(
     batch_size: usize,
 ) -> Result<(Vec<StepLabel>, usize)>
 where
-    I: IntoIterator<Item = Result<RgbFrame>>,
+    I: IntoIterator<Item = Result<RgbImage>>,
 {
     let mut labeler = SequenceLabeler::new(model, interval, batch_size)?;
     let mut labels = Vec::new();

@@ -4,22 +4,28 @@ use tch::Tensor;
 use crate::model::error::Result;
 use crate::model::weights::{Init, VarBuilder};
 
-/// `nn.Linear` with bias; weight `[out, in]`.
+/// `nn.Linear`; weight `[out, in]`, bias `[out]` unless built with [`Linear::new_no_bias`].
 #[derive(Debug)]
 pub struct Linear {
     weight: Tensor,
-    bias: Tensor,
+    bias: Option<Tensor>,
 }
 
 impl Linear {
     pub fn new(vb: &VarBuilder, in_dim: i64, out_dim: i64) -> Result<Self> {
         let weight = vb.get(&[out_dim, in_dim], "weight")?;
-        let bias = vb.get_with_init(&[out_dim], "bias", Init::Zeros)?;
+        let bias = Some(vb.get_with_init(&[out_dim], "bias", Init::Zeros)?);
         Ok(Self { weight, bias })
     }
 
+    /// `nn.Linear(bias=False)`: only `weight` is read.
+    pub fn new_no_bias(vb: &VarBuilder, in_dim: i64, out_dim: i64) -> Result<Self> {
+        let weight = vb.get(&[out_dim, in_dim], "weight")?;
+        Ok(Self { weight, bias: None })
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_linear(&self.weight, Some(&self.bias))?)
+        Ok(x.f_linear(&self.weight, self.bias.as_ref())?)
     }
 
     /// The weights' dtype (inputs are converted to it).
@@ -30,6 +36,11 @@ impl Linear {
     /// Output features.
     pub fn out_dim(&self) -> i64 {
         self.weight.size()[0]
+    }
+
+    /// Input features.
+    pub fn in_dim(&self) -> i64 {
+        self.weight.size()[1]
     }
 }
 

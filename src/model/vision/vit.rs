@@ -27,6 +27,14 @@ impl VitKeys {
         }
     }
 
+    /// timm checkpoints (`ls1.gamma`, `reg_token`).
+    pub fn timm() -> Self {
+        Self {
+            layer_scale: "gamma".into(),
+            reg_tokens: "reg_token".into(),
+        }
+    }
+
     /// facebookresearch/dinov2 hub checkpoints (`ls1.gamma`, `register_tokens`).
     pub fn dinov2_hub() -> Self {
         Self {
@@ -296,6 +304,11 @@ impl VisionTransformer {
             }
         }
         Ok(Tensor::f_cat(&parts, 1)?)
+    }
+
+    /// The position embedding in use, `[1, cfg.num_pos_embed(), D]`.
+    pub fn pos_embed(&self) -> &Tensor {
+        &self.pos_embed
     }
 
     /// Which output this instance computes.
