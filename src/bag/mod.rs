@@ -7,10 +7,12 @@
 pub mod cdr;
 pub mod error;
 pub mod eval;
+pub mod image;
 pub mod metadata;
 pub mod metrics;
 pub mod msgdefs;
 pub mod msgs;
+pub mod output;
 pub mod plots;
 pub mod reader;
 pub mod replay;
