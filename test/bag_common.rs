@@ -8,9 +8,9 @@ use univla_ros::bag::replay::{PolicyStep, ReplayPolicy};
 
 /// Recorded command of frame k (mirrors `action` in test/bags/make_bags.py).
 pub fn action(k: usize) -> Vec<f64> {
-    let k = k as f64;
-    let g = if ((k as usize) / 5) % 2 == 0 { 1.0 } else { -1.0 };
-    vec![0.25 * k, -0.5 * k, 0.125 * ((k as usize) % 4) as f64, g]
+    let g = if (k / 5).is_multiple_of(2) { 1.0 } else { -1.0 };
+    let x = k as f64;
+    vec![0.25 * x, -0.5 * x, 0.125 * (k % 4) as f64, g]
 }
 
 /// A policy that reads the frame index k from the first pixel byte and answers `action(k) + offset`;

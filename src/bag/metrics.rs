@@ -2,7 +2,7 @@
 //! latent-token statistics, inference latency and skipped steps.
 use serde::Serialize;
 
-use super::replay::{EpisodeTrace, ReplayTimings, SkipCounts, StepRecord};
+use super::replay::{EpisodeTrace, QueryRecord, ReplayTimings, SkipCounts, StepRecord};
 
 /// Vocabulary id of `<ACT_0>` in UniVLA's extended LLaMA tokenizer.
 pub const LATENT_VOCAB_BASE: i64 = 32001;
@@ -147,7 +147,7 @@ pub fn aggregate(name: &str, traces: &[EpisodeTrace], opts: &MetricOptions) -> M
         gripper,
         switches: switch_stats(traces),
         latent: latent_stats(traces),
-        latency: latency_stats(&steps),
+        latency: latency_stats(traces.iter().flat_map(|t| t.queries.iter())),
         timings,
     }
 }
@@ -294,7 +294,7 @@ fn latent_stats(traces: &[EpisodeTrace]) -> LatentStats {
     let (mut same, mut pairs) = (0usize, 0usize);
     for t in traces {
         let mut prev: Option<&Vec<i64>> = None;
-        for ids in t.steps.iter().filter_map(|s| s.latent_ids.as_ref()) {
+        for ids in t.queries.iter().map(|q| &q.latent_ids) {
             queries += 1;
             for &id in ids {
                 match latent_code(id) {
@@ -327,8 +327,8 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn latency_stats(steps: &[&StepRecord]) -> Option<LatencyStats> {
-    let mut v: Vec<f64> = steps.iter().filter_map(|s| s.inference_ms).collect();
+fn latency_stats<'a>(queries: impl Iterator<Item = &'a QueryRecord>) -> Option<LatencyStats> {
+    let mut v: Vec<f64> = queries.map(|q| q.inference_ms).collect();
     if v.is_empty() {
         return None;
     }
@@ -356,8 +356,15 @@ mod tests {
             inference: true,
             switch: true,
             held: false,
-            latent_ids: Some(vec![32001 + (i % 2) as i64, 32003]),
-            inference_ms: Some(i as f64),
+        }
+    }
+
+    fn query(i: usize) -> QueryRecord {
+        QueryRecord {
+            frame: i,
+            time_ns: i as i64 * 100_000_000,
+            latent_ids: vec![32001 + (i % 2) as i64, 32003],
+            inference_ms: i as f64,
         }
     }
 
@@ -369,6 +376,7 @@ mod tests {
             command_topic: String::new(),
             command_type: String::new(),
             frames: steps.len(),
+            queries: (0..steps.len()).map(query).collect(),
             steps,
             skipped: SkipCounts::default(),
             instruction_changes: 0,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::metrics::latent_code;
 use super::msgs::Float64MultiArray;
-use super::replay::{EpisodeTrace, StepRecord};
+use super::replay::{EpisodeTrace, QueryRecord, StepRecord};
 use super::writer::{McapBagWriter, WriterOptions};
 use super::BagError;
 use crate::ros::msgs::builtin_interfaces::Time;
@@ -117,15 +117,17 @@ fn latent_text(ids: &[i64]) -> String {
         .collect()
 }
 
-fn text_marker(s: &StepRecord, ids: &[i64]) -> MarkerArray {
-    let text = match s.inference_ms {
-        Some(ms) => format!("frame {}: {} ({ms:.0} ms)", s.frame, latent_text(ids)),
-        None => format!("frame {}: {}", s.frame, latent_text(ids)),
-    };
+fn text_marker(q: &QueryRecord) -> MarkerArray {
+    let text = format!(
+        "frame {}: {} ({:.0} ms)",
+        q.frame,
+        latent_text(&q.latent_ids),
+        q.inference_ms
+    );
     MarkerArray {
         markers: vec![Marker {
             header: Header {
-                stamp: Time::from_nanos(s.time_ns),
+                stamp: Time::from_nanos(q.time_ns),
                 frame_id: MARKER_FRAME.into(),
             },
             ns: "univla_eval".into(),
@@ -163,15 +165,16 @@ pub fn write_prediction_bag(trace: &EpisodeTrace, dir: &Path) -> Result<(), BagE
         let err: Vec<f64> = s.predicted.iter().zip(&s.ground_truth).map(|(p, g)| p - g).collect();
         w.write(&format!("{PREFIX}/error"), t, &vector_msg(names, t, &err))?;
         write_command(&mut w, trace, s)?;
-        if let Some(ids) = &s.latent_ids {
-            let msg = LatentActions {
-                header: header(t),
-                ids: ids.iter().map(|&i| i32::try_from(i).unwrap_or(-1)).collect(),
-                tokens: latent_text(ids),
-            };
-            w.write(&format!("{PREFIX}/latent_actions"), t, &msg)?;
-            w.write(&format!("{PREFIX}/markers"), t, &text_marker(s, ids))?;
-        }
+    }
+    for q in &trace.queries {
+        let t = q.time_ns;
+        let msg = LatentActions {
+            header: header(t),
+            ids: q.latent_ids.iter().map(|&i| i32::try_from(i).unwrap_or(-1)).collect(),
+            tokens: latent_text(&q.latent_ids),
+        };
+        w.write(&format!("{PREFIX}/latent_actions"), t, &msg)?;
+        w.write(&format!("{PREFIX}/markers"), t, &text_marker(q))?;
     }
     w.finish()?;
     Ok(())

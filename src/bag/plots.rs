@@ -15,6 +15,8 @@ const HEIGHT: u32 = 420;
 const LEFT: u32 = 80;
 const BOTTOM: u32 = 30;
 const MARGIN: u32 = 12;
+/// Space above the plot area for the title and legend.
+const TOP: u32 = 30;
 /// Pixel scale of the tick font.
 const FONT_SCALE: i32 = 2;
 /// Wanted number of ticks per axis.
@@ -23,9 +25,9 @@ const RECORDED: RGBColor = RGBColor(31, 119, 180);
 const PREDICTED: RGBColor = RGBColor(214, 39, 40);
 const GRID: RGBColor = RGBColor(225, 225, 225);
 
-/// 3×5 glyphs: rows top to bottom, 3 bits each (MSB = left column).
+/// 3×5 glyphs (letters are case-insensitive): rows top to bottom, 3 bits each (4 = left column).
 fn glyph(c: char) -> Option<[u8; 5]> {
-    Some(match c {
+    Some(match c.to_ascii_lowercase() {
         '0' => [7, 5, 5, 5, 7],
         '1' => [2, 6, 2, 2, 7],
         '2' => [7, 1, 7, 4, 7],
@@ -36,10 +38,42 @@ fn glyph(c: char) -> Option<[u8; 5]> {
         '7' => [7, 1, 1, 1, 1],
         '8' => [7, 5, 7, 5, 7],
         '9' => [7, 5, 7, 1, 7],
+        'a' => [2, 5, 7, 5, 5],
+        'b' => [6, 5, 6, 5, 6],
+        'c' => [3, 4, 4, 4, 3],
+        'd' => [6, 5, 5, 5, 6],
+        'e' => [7, 4, 6, 4, 7],
+        'f' => [7, 4, 6, 4, 4],
+        'g' => [3, 4, 5, 5, 3],
+        'h' => [5, 5, 7, 5, 5],
+        'i' => [7, 2, 2, 2, 7],
+        'j' => [1, 1, 1, 5, 2],
+        'k' => [5, 5, 6, 5, 5],
+        'l' => [4, 4, 4, 4, 7],
+        'm' => [5, 7, 7, 5, 5],
+        'n' => [6, 5, 5, 5, 5],
+        'o' => [2, 5, 5, 5, 2],
+        'p' => [6, 5, 6, 4, 4],
+        'q' => [2, 5, 5, 6, 3],
+        'r' => [6, 5, 6, 5, 5],
+        's' => [3, 4, 2, 1, 6],
+        't' => [7, 2, 2, 2, 2],
+        'u' => [5, 5, 5, 5, 7],
+        'v' => [5, 5, 5, 5, 2],
+        'w' => [5, 5, 7, 7, 5],
+        'x' => [5, 5, 2, 5, 5],
+        'y' => [5, 5, 2, 2, 2],
+        'z' => [7, 1, 2, 4, 7],
         '-' => [0, 0, 7, 0, 0],
         '.' => [0, 0, 0, 0, 2],
-        'e' => [0, 7, 7, 4, 7],
-        's' => [3, 4, 2, 1, 6],
+        '_' => [0, 0, 0, 0, 7],
+        ':' => [0, 2, 0, 2, 0],
+        '/' => [1, 1, 2, 4, 4],
+        '(' => [2, 4, 4, 4, 2],
+        ')' => [2, 1, 1, 1, 2],
+        '=' => [0, 7, 0, 7, 0],
+        ',' => [0, 0, 0, 2, 4],
+        '+' => [0, 2, 7, 2, 0],
         ' ' => [0, 0, 0, 0, 0],
         _ => return None,
     })
@@ -158,6 +192,7 @@ fn plot_dimension(trace: &EpisodeTrace, d: usize, path: &Path) -> Result<(), Str
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
         .margin(MARGIN)
+        .margin_top(TOP)
         .x_label_area_size(BOTTOM)
         .y_label_area_size(LEFT)
         .build_cartesian_2d(0.0..x_max, y_min..y_max)
@@ -205,6 +240,26 @@ fn plot_dimension(trace: &EpisodeTrace, d: usize, path: &Path) -> Result<(), Str
         let label = format!("{}s", tick_label(x, xstep));
         draw_text(&root, &label, px - text_width(&label) / 2, y0 + 6);
     }
+    // Title and legend.
+    let mae = trace
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.predicted.get(d)? - s.ground_truth.get(d)?).abs()))
+        .sum::<f64>()
+        / trace.steps.len().max(1) as f64;
+    let name = trace.dim_names.get(d).map_or("", String::as_str);
+    let title = format!("{} {name}  mae {mae:.4}", trace.name);
+    draw_text(&root, &title, x0, 8);
+    let mut lx = x0 + text_width(&title) + 40;
+    for (label, color) in [("recorded", RECORDED), ("predicted", PREDICTED)] {
+        root.draw(&Rectangle::new([(lx, 12), (lx + 24, 14)], color.filled()))
+            .map_err(|e| e.to_string())?;
+        draw_text(&root, label, lx + 30, 8);
+        lx += 30 + text_width(label) + 24;
+    }
+    root.draw(&Circle::new((lx + 12, 13), 3, PREDICTED.filled()))
+        .map_err(|e| e.to_string())?;
+    draw_text(&root, "policy query", lx + 30, 8);
     root.present().map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -219,6 +274,6 @@ mod tests {
         assert_eq!(tick_step(30.0), 5.0);
         assert_eq!(tick_label(-0.0, 0.2), "0.0");
         assert_eq!(tick_label(0.4, 0.2), "0.4");
-        assert!(glyph('x').is_none() && glyph('7').is_some());
+        assert!(glyph('#').is_none() && glyph('7').is_some() && glyph('Q') == glyph('q'));
     }
 }

@@ -197,10 +197,15 @@ pub struct StepRecord {
     pub switch: bool,
     /// Open loop: the chunk ran out and its last row was held.
     pub held: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latent_ids: Option<Vec<i64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inference_ms: Option<f64>,
+}
+
+/// One policy query (also on frames that ended up skipped while waiting for a delayed result).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryRecord {
+    pub frame: usize,
+    pub time_ns: i64,
+    pub latent_ids: Vec<i64>,
+    pub inference_ms: f64,
 }
 
 /// Why frames were not evaluated.
@@ -260,6 +265,8 @@ pub struct EpisodeTrace {
     /// Camera frames seen.
     pub frames: usize,
     pub steps: Vec<StepRecord>,
+    /// Every policy query, in order.
+    pub queries: Vec<QueryRecord>,
     pub skipped: SkipCounts,
     pub instruction_changes: usize,
     pub dim_names: Vec<String>,
@@ -420,6 +427,7 @@ pub fn replay_bag(
         command_type,
         frames: 0,
         steps: Vec::new(),
+        queries: Vec::new(),
         skipped: SkipCounts::default(),
         instruction_changes: 0,
         dim_names: Vec::new(),
@@ -488,7 +496,7 @@ pub fn replay_bag(
                     continue;
                 }
             };
-            let outcome = scheduler.step(t, || {
+            let (outcome, query) = scheduler.step(t, || {
                 let t0 = Instant::now();
                 let r = policy
                     .step(&rgb.data, rgb.width, rgb.height, proprio)
@@ -496,6 +504,14 @@ pub fn replay_bag(
                 policy_s += t0.elapsed().as_secs_f64();
                 r
             })?;
+            if let Some((latent_ids, inference_ms)) = &query {
+                trace.queries.push(QueryRecord {
+                    frame,
+                    time_ns: t,
+                    latent_ids: latent_ids.clone(),
+                    inference_ms: *inference_ms,
+                });
+            }
             let Some(out) = outcome else {
                 trace.skipped.awaiting_policy += 1;
                 continue;
@@ -513,11 +529,9 @@ pub fn replay_bag(
                 time_ns: t,
                 ground_truth: truth,
                 predicted: out.action,
-                inference: out.inference.is_some(),
+                inference: query.is_some(),
                 switch: out.switch,
                 held: out.held,
-                latent_ids: out.inference.as_ref().map(|i| i.0.clone()),
-                inference_ms: out.inference.map(|i| i.1),
             });
         } else if topic == topics.command {
             last_command = Some((msg.log_time_ns, command_kind.to_vector(&msg)?));
@@ -589,9 +603,10 @@ struct Executed {
     action: Vec<f64>,
     switch: bool,
     held: bool,
-    /// Latent ids and latency when the policy was queried at this step.
-    inference: Option<(Vec<i64>, f64)>,
 }
+
+/// Latent ids and latency of a query made at this step.
+type QueryInfo = Option<(Vec<i64>, f64)>;
 
 /// Query cadence, latency and chunk bookkeeping (deterministic unless `Latency::Measured`).
 struct Scheduler {
@@ -641,7 +656,7 @@ impl Scheduler {
         &mut self,
         now_ns: i64,
         mut query: impl FnMut() -> Result<PolicyStep, BagError>,
-    ) -> Result<Option<Executed>, BagError> {
+    ) -> Result<(Option<Executed>, QueryInfo), BagError> {
         let mut switch = self.promote(now_ns);
         let mut inference = None;
         if self.wants_query() {
@@ -670,15 +685,10 @@ impl Scheduler {
                     }
                 }
             };
-            Executed {
-                action,
-                switch,
-                held,
-                inference: inference.clone(),
-            }
+            Executed { action, switch, held }
         });
         self.step += 1;
-        Ok(out)
+        Ok((out, inference))
     }
 
     /// Makes the pending result active once its latency has elapsed.
@@ -715,9 +725,8 @@ mod tests {
         (0..steps)
             .map(|k| {
                 let t = k as i64 * 100_000_000;
-                s.step(t, || Ok(chunk_result(100.0 * k as f64, 4)))
-                    .unwrap()
-                    .map(|e| (e.action[0], e.switch, e.inference.is_some()))
+                let (e, q) = s.step(t, || Ok(chunk_result(100.0 * k as f64, 4))).unwrap();
+                e.map(|e| (e.action[0], e.switch, q.is_some()))
             })
             .collect()
     }
