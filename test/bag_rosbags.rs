@@ -165,8 +165,7 @@ fn truncated_sqlite3_file_is_reported_with_its_path() {
         Ok(())
     });
     let err = result
-        .err()
-        .expect("a truncated sqlite3 file must not read cleanly")
+        .expect_err("a truncated sqlite3 file must not read cleanly")
         .to_string();
     assert!(err.contains("rosbags_sqlite3.db3"), "{err}");
 }
