@@ -311,3 +311,26 @@ fn open_loop_chunks_replan_every_k_and_track_switches() {
     assert_eq!((m.evaluated_steps, m.skipped.awaiting_policy), (18, 2));
     assert!(m.dims.iter().all(|d| d.mae == 0.0), "{:?}", m.dims);
 }
+
+#[test]
+fn folder_of_episodes_is_one_run_with_one_report_entry_per_bag() {
+    let out = tempfile::tempdir().unwrap();
+    let mut policy = FakePolicy::new(vec![0.0, 0.0, 0.0, 0.5]);
+    let report = eval(rosbags_dir(), out.path(), &["--no-plots"], &mut policy);
+    let bags: Vec<_> = report
+        .episodes
+        .iter()
+        .map(|e| e.bag.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(bags, ["rosbags_mcap", "rosbags_sqlite3"]);
+    assert_eq!(policy.resets.len(), 2);
+    let m = &report.overall;
+    assert_eq!((m.frames, m.evaluated_steps), (40, 40));
+    assert_eq!(m.dims[3].mae, 0.5);
+    // Gripper +1/-1 shifted by 0.5 still crosses the 0 threshold at the same steps.
+    let g = m.gripper.as_ref().unwrap();
+    assert_eq!((g.recorded_events, g.matched), (6, 6));
+    for e in &report.episodes {
+        assert!(e.output_bag.as_ref().unwrap().join("metadata.yaml").exists());
+    }
+}

@@ -348,3 +348,31 @@ fn missing_configured_topic_fails_before_replay() {
     assert!(err.contains("topic /js not found"), "{err}");
     assert_eq!(policy.calls, 0);
 }
+
+fn bench_args(frames: usize, width: u32, height: u32, zstd: bool) -> univla_ros::bag::bench::BenchBagArgs {
+    univla_ros::bag::bench::BenchBagArgs {
+        frames,
+        width,
+        height,
+        zstd,
+        dir: None,
+    }
+}
+
+#[test]
+fn bench_bag_runs_on_a_small_recording() {
+    let r = univla_ros::bag::bench::bench_bag(&bench_args(30, 64, 48, true)).unwrap();
+    assert_eq!(r.frames, 30);
+    assert!(r.bag_bytes > 0);
+    assert!(r.overhead_ms_per_frame >= 0.0 && r.evaluate_s >= r.policy_s);
+}
+
+/// The figure: `cargo test --release --test bag_writer -- --ignored --nocapture bench_`.
+#[test]
+#[ignore]
+fn bench_1000_frames_640x480() {
+    for zstd in [false, true] {
+        let r = univla_ros::bag::bench::bench_bag(&bench_args(1000, 640, 480, zstd)).unwrap();
+        println!("{}", serde_json::to_string_pretty(&r).unwrap());
+    }
+}

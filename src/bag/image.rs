@@ -76,3 +76,64 @@ pub fn compressed_to_rgb(img: &CompressedImage) -> Result<Rgb8, String> {
         data,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img(encoding: &str, channels: u32, step_pad: u32, data: Vec<u8>) -> Image {
+        Image {
+            height: 1,
+            width: 2,
+            encoding: encoding.into(),
+            step: 2 * channels + step_pad,
+            data,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn encodings_convert_to_packed_rgb() {
+        let rgb = vec![1, 2, 3, 4, 5, 6];
+        assert_eq!(image_to_rgb(&img("rgb8", 3, 0, rgb.clone())).unwrap().data, rgb);
+        assert_eq!(
+            image_to_rgb(&img("bgr8", 3, 2, vec![3, 2, 1, 6, 5, 4, 0, 0]))
+                .unwrap()
+                .data,
+            rgb
+        );
+        assert_eq!(
+            image_to_rgb(&img("bgra8", 4, 0, vec![3, 2, 1, 9, 6, 5, 4, 9]))
+                .unwrap()
+                .data,
+            rgb
+        );
+        assert_eq!(
+            image_to_rgb(&img("mono8", 1, 0, vec![7, 8])).unwrap().data,
+            [7, 7, 7, 8, 8, 8]
+        );
+        assert!(image_to_rgb(&img("16UC1", 2, 0, vec![0; 4]))
+            .unwrap_err()
+            .contains("16UC1"));
+        assert!(image_to_rgb(&img("rgb8", 3, 0, vec![0; 5])).is_err());
+    }
+
+    #[test]
+    fn png_compressed_image_decodes_losslessly() {
+        let rgb: Vec<u8> = (0..4 * 3 * 3).map(|i| (i * 7) as u8).collect();
+        let mat = Mat::from_slice(&rgb).unwrap();
+        let mat = mat.reshape(3, 3).unwrap();
+        let mut bgr = Mat::default();
+        opencv::imgproc::cvt_color_def(&mat, &mut bgr, opencv::imgproc::COLOR_RGB2BGR).unwrap();
+        let mut png = Vector::<u8>::new();
+        opencv::imgcodecs::imencode_def(".png", &bgr, &mut png).unwrap();
+        let msg = CompressedImage {
+            format: "rgb8; png compressed bgr8".into(),
+            data: png.to_vec(),
+            ..Default::default()
+        };
+        let out = compressed_to_rgb(&msg).unwrap();
+        assert_eq!((out.width, out.height), (4, 3));
+        assert_eq!(out.data, rgb);
+    }
+}

@@ -210,3 +210,71 @@ impl BagMetadata {
         self.info.topics_with_message_count.iter().map(|t| &t.topic_metadata)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Foxy-era (version 4) file: QoS as a YAML string, no `files`, no `custom_data`.
+    const V4: &str = r#"rosbag2_bagfile_information:
+  version: 4
+  storage_identifier: sqlite3
+  relative_file_paths:
+    - demo_0.db3
+    - demo_1.db3
+  duration:
+    nanoseconds: 5000000000
+  starting_time:
+    nanoseconds_since_epoch: 1600000000000000000
+  message_count: 12
+  topics_with_message_count:
+    - topic_metadata:
+        name: /camera/image_raw
+        type: sensor_msgs/msg/Image
+        serialization_format: cdr
+        offered_qos_profiles: "- history: 3\n  depth: 0\n"
+      message_count: 12
+  compression_format: ""
+  compression_mode: ""
+"#;
+
+    #[test]
+    fn version_4_to_9_documents_parse() {
+        let dir = Path::new("bag");
+        let m = BagMetadata::parse(dir, &dir.join(METADATA_FILE), V4).unwrap();
+        assert_eq!(m.storage, StorageKind::Sqlite3);
+        assert_eq!(m.file_paths(), [dir.join("demo_0.db3"), dir.join("demo_1.db3")]);
+        assert_eq!(m.topics().next().unwrap().type_name, "sensor_msgs/msg/Image");
+        for version in 5..=9 {
+            let text = V4
+                .replace("version: 4", &format!("version: {version}"))
+                .replace("storage_identifier: sqlite3", "storage_identifier: mcap")
+                .replace(
+                    "  compression_mode: \"\"\n",
+                    "  compression_mode: \"\"\n  files:\n    - path: demo_0.db3\n      message_count: 12\n  custom_data: ~\n  ros_distro: jazzy\n",
+                );
+            let m = BagMetadata::parse(dir, &dir.join(METADATA_FILE), &text).unwrap();
+            assert_eq!((m.info.version, m.storage), (version, StorageKind::Mcap));
+            assert_eq!(m.info.files[0].message_count, 12);
+        }
+    }
+
+    #[test]
+    fn unsupported_inputs_are_named() {
+        let dir = Path::new("bag");
+        let path = dir.join(METADATA_FILE);
+        let err = BagMetadata::parse(dir, &path, &V4.replace("sqlite3", "rosbag_v2")).unwrap_err();
+        assert!(err.to_string().contains("storage plugin \"rosbag_v2\""), "{err}");
+        let msg = V4
+            .replace("compression_format: \"\"", "compression_format: zstd")
+            .replace("compression_mode: \"\"", "compression_mode: MESSAGE");
+        let err = BagMetadata::parse(dir, &path, &msg).unwrap_err();
+        assert!(err.to_string().contains("per-message zstd compression"), "{err}");
+        let err = BagMetadata::parse(dir, &path, "foo: 1").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("bag/metadata.yaml: not a rosbag2 metadata file"),
+            "{err}"
+        );
+    }
+}

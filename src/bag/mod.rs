@@ -4,6 +4,7 @@
 //!   CDR decoding into the serde structs of [`crate::ros::msgs`].
 //! * [`writer`], [`msgdefs`]: an MCAP rosbag2 writer with real `ros2msg` schemas.
 //! * [`replay`], [`metrics`], [`report`], [`plots`], [`eval`]: replay through a policy and the report.
+pub mod bench;
 pub mod cdr;
 pub mod error;
 pub mod eval;
