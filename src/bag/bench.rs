@@ -111,7 +111,7 @@ pub fn bench_bag(args: &BenchBagArgs) -> Result<BenchReport, BagError> {
         ..Default::default()
     };
     let mut w = McapBagWriter::create(&bag, options)?;
-    let size = (args.width * args.height * 3) as usize;
+    let size = args.width as usize * args.height as usize * 3;
     let mut image = Image {
         header: header(START_NS),
         height: args.height,
@@ -207,7 +207,10 @@ impl Drop for RemoveOnDrop {
 
 fn tempfile_dir() -> Result<PathBuf, BagError> {
     let base = std::env::temp_dir();
-    let dir = base.join(format!("univla_bench_bag_{}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = base.join(format!("univla_bench_bag_{}_{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| BagError::io(&dir, e))?;
     Ok(dir)
 }
