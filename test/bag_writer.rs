@@ -376,3 +376,85 @@ fn bench_1000_frames_640x480() {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
     }
 }
+
+#[test]
+fn compressed_camera_and_twist_commands_replay() {
+    use opencv::core::{Mat, Vector};
+    use opencv::prelude::*;
+    use univla_ros::ros::msgs::geometry_msgs::{Twist, Vector3};
+    use univla_ros::ros::msgs::sensor_msgs::CompressedImage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let bag = dir.path().join("png");
+    let mut w = McapBagWriter::create(&bag, WriterOptions::default()).unwrap();
+    for k in 0..6usize {
+        let t = T0 + k as i64 * 100 * MS;
+        // PNG is lossless, so the fake policy still reads k from the first byte.
+        let rgb = image(k, t).data;
+        let mat = Mat::from_slice(&rgb).unwrap();
+        let mat = mat.reshape(3, H as i32).unwrap();
+        let mut bgr = Mat::default();
+        opencv::imgproc::cvt_color_def(&mat, &mut bgr, opencv::imgproc::COLOR_RGB2BGR).unwrap();
+        let mut png = Vector::<u8>::new();
+        opencv::imgcodecs::imencode_def(".png", &bgr, &mut png).unwrap();
+        let msg = CompressedImage {
+            format: "png".into(),
+            data: png.to_vec(),
+            ..Default::default()
+        };
+        w.write("/cam/compressed", t, &msg).unwrap();
+        let a = action(k);
+        let twist = Twist {
+            linear: Vector3 {
+                x: a[0],
+                ..Default::default()
+            },
+            angular: Vector3 {
+                z: a[1],
+                ..Default::default()
+            },
+        };
+        w.write("/cmd_vel", t - MS, &twist).unwrap();
+    }
+    w.finish().unwrap();
+    let config = ReplayConfig {
+        topics: BagTopics {
+            camera: "/cam/compressed".into(),
+            command: "/cmd_vel".into(),
+            ..Default::default()
+        },
+        instruction: Some("drive".into()),
+        ..Default::default()
+    };
+    let mut policy = FakePolicy::new(vec![0.0; 4]);
+    // The policy answers 4 dimensions, a Twist gives 2: a clear configuration error.
+    let err = replay_bag(&bag, &config, &mut policy, &mut || {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("4 dimensions") && err.contains("/cmd_vel gives 2"),
+        "{err}"
+    );
+    struct TwoDims(FakePolicy);
+    impl univla_ros::bag::replay::ReplayPolicy for TwoDims {
+        fn reset(&mut self, i: &str) {
+            self.0.reset(i)
+        }
+        fn step(
+            &mut self,
+            rgb: &[u8],
+            w: u32,
+            h: u32,
+            p: Option<&[f32]>,
+        ) -> Result<univla_ros::bag::replay::PolicyStep, String> {
+            let mut s = self.0.step(rgb, w, h, p)?;
+            s.action.truncate(2);
+            Ok(s)
+        }
+    }
+    let mut policy = TwoDims(FakePolicy::new(vec![0.0; 4]));
+    let trace = replay_bag(&bag, &config, &mut policy, &mut || {}).unwrap();
+    assert_eq!(trace.steps.len(), 6);
+    assert_exact(&trace);
+    assert_eq!(trace.command_type, "geometry_msgs/msg/Twist");
+}
