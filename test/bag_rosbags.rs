@@ -334,3 +334,102 @@ fn folder_of_episodes_is_one_run_with_one_report_entry_per_bag() {
         assert!(e.output_bag.as_ref().unwrap().join("metadata.yaml").exists());
     }
 }
+
+#[test]
+fn rosbags_reads_our_bags_from_their_own_definitions() {
+    use std::process::Command;
+    use univla_ros::bag::msgs::Float64MultiArray;
+    use univla_ros::bag::writer::{ChunkCompression, McapBagWriter, WriterOptions};
+    use univla_ros::ros::msgs::geometry_msgs::{PoseStamped, Vector3};
+    use univla_ros::ros::msgs::univla_msgs::LatentActions;
+    use univla_ros::ros::msgs::visualization_msgs::{Marker, MarkerArray};
+
+    let dir = tempfile::tempdir().unwrap();
+    let bag = dir.path().join("ours");
+    let options = WriterOptions {
+        compression: ChunkCompression::Lz4,
+        chunk_size: Some(1024),
+        max_messages_per_file: Some(4),
+    };
+    let mut w = McapBagWriter::create(&bag, options).unwrap();
+    let t = 1_700_000_000_000_000_000i64;
+    let img = Image {
+        width: 2,
+        height: 1,
+        encoding: "rgb8".into(),
+        step: 6,
+        data: vec![1, 2, 3, 4, 5, 6],
+        ..Default::default()
+    };
+    w.write("/img", t, &img).unwrap();
+    let js = JointState {
+        name: vec!["a".into()],
+        position: vec![0.25],
+        ..Default::default()
+    };
+    w.write("/js", t + 1, &js).unwrap();
+    let mut traj = JointTrajectory::default();
+    traj.points.push(Default::default());
+    traj.points[0].positions = action(3);
+    w.write("/traj", t + 2, &traj).unwrap();
+    let twist = Twist {
+        linear: Vector3 {
+            x: 1.5,
+            y: 0.0,
+            z: -2.0,
+        },
+        ..Default::default()
+    };
+    w.write("/twist", t + 3, &twist).unwrap();
+    let mut pose = PoseStamped::default();
+    pose.pose.position.x = 0.75;
+    w.write("/pose", t + 4, &pose).unwrap();
+    w.write("/arr", t + 5, &Float64MultiArray::vector("a", vec![1.0, -1.0]))
+        .unwrap();
+    w.write("/str", t + 6, &StringMsg { data: "hi".into() }).unwrap();
+    let la = LatentActions {
+        ids: vec![32001, 32016],
+        tokens: "<ACT_0><ACT_15>".into(),
+        ..Default::default()
+    };
+    w.write("/latent", t + 7, &la).unwrap();
+    let mut marker = Marker {
+        type_: Marker::TEXT_VIEW_FACING,
+        text: "frame 0".into(),
+        ..Default::default()
+    };
+    marker.header.frame_id = "base_link".into();
+    w.write("/markers", t + 8, &MarkerArray { markers: vec![marker] })
+        .unwrap();
+    w.finish().unwrap();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("test/bags/read_bag.py");
+    let out = Command::new(common::venv_python())
+        .arg(&script)
+        .arg(&bag)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["topics"]["/latent"], "univla_msgs/msg/LatentActions");
+    assert_eq!(v["topics"]["/markers"], "visualization_msgs/msg/MarkerArray");
+    let msgs = v["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 9);
+    let f = |topic: &str| msgs.iter().find(|m| m["topic"] == topic).unwrap()["fields"].clone();
+    assert_eq!(f("/img")["data"], serde_json::json!([1, 2, 3, 4, 5, 6]));
+    assert_eq!(f("/img")["encoding"], "rgb8");
+    assert_eq!(f("/js")["position"], serde_json::json!([0.25]));
+    assert_eq!(f("/traj")["points"], serde_json::json!([action(3)]));
+    assert_eq!(f("/twist")["linear"], serde_json::json!([1.5, 0.0, -2.0]));
+    assert_eq!(f("/pose")["pose"], serde_json::json!([0.75, 1.0]));
+    assert_eq!(f("/arr")["data"], serde_json::json!([1.0, -1.0]));
+    assert_eq!(f("/str")["data"], "hi");
+    assert_eq!(f("/latent")["ids"], serde_json::json!([32001, 32016]));
+    assert_eq!(f("/latent")["tokens"], "<ACT_0><ACT_15>");
+    assert_eq!(
+        f("/markers")["markers"],
+        serde_json::json!([{"text": "frame 0", "type": 9, "frame_id": "base_link"}])
+    );
+    let times: Vec<i64> = msgs.iter().map(|m| m["t"].as_i64().unwrap() - t).collect();
+    assert_eq!(times, (0..9).collect::<Vec<_>>());
+}
