@@ -45,5 +45,11 @@ else
     "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
     have_torch || { say "torch $TORCH_VERSION did not install"; exit 1; }
 fi
+# PyPI `rosbags`: the independent rosbag2 writer the bag tests compare against.
+ROSBAGS_VERSION=0.11.9
+if ! "$venv/bin/python" -c "import rosbags, importlib.metadata as m, sys; sys.exit(m.version('rosbags') != '$ROSBAGS_VERSION')" 2>/dev/null; then
+    say "installing rosbags==$ROSBAGS_VERSION into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "rosbags==$ROSBAGS_VERSION"
+fi
 ln -sfn "$venv" "$here/.venv"
 say "ready: source scripts/env.sh to build"

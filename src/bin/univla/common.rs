@@ -37,12 +37,6 @@ pub struct PolicyArgs {
     /// f32, bf16 or f16 for the VLM (heads always run in f32).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Execute chunks open-loop instead of temporal ensembling.
-    #[arg(long)]
-    pub open_loop: bool,
-    /// With --open-loop, re-plan every K steps instead of when the chunk runs out.
-    #[arg(long, requires = "open_loop")]
-    pub replan_every: Option<usize>,
     /// Image resize: pil (exact reference), opencv-cubic or opencv-area (faster).
     #[arg(long, default_value = "pil")]
     pub resize: String,
@@ -71,13 +65,7 @@ impl PolicyArgs {
             None => None,
         };
         o.realworld_stats = self.realworld_stats.clone();
-        o.execution = if self.open_loop {
-            Execution::OpenLoop {
-                replan_every: self.replan_every,
-            }
-        } else {
-            Execution::Ensemble
-        };
+        o.execution = Execution::Ensemble;
         o.resize = match self.resize.as_str() {
             "pil" => ResizeMethod::PilBicubic,
             "opencv-cubic" => ResizeMethod::OpenCvCubic,

@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::json;
 use univla_ros::runtime::postprocess::Action;
 use univla_ros::runtime::preprocess::RgbImage;
-use univla_ros::runtime::session::{Policy, Session, StepOutput};
+use univla_ros::runtime::session::{Execution, Policy, Session, StepOutput};
 
 use crate::common::PolicyArgs;
 
@@ -23,6 +23,12 @@ pub struct InferArgs {
     /// JSON list with one proprio vector per step (real-world head).
     #[arg(long)]
     pub proprio: Option<PathBuf>,
+    /// Execute chunks open-loop instead of temporal ensembling.
+    #[arg(long)]
+    pub open_loop: bool,
+    /// With --open-loop, re-plan every K steps instead of when the chunk runs out.
+    #[arg(long, requires = "open_loop")]
+    pub replan_every: Option<usize>,
     /// Print one JSON array with an object per step instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -53,7 +59,13 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| RgbImage::load(p).with_context(|| format!("reading image {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let policy = Policy::load(args.policy.options()?)?;
+    let mut opts = args.policy.options()?;
+    if args.open_loop {
+        opts.execution = Execution::OpenLoop {
+            replan_every: args.replan_every,
+        };
+    }
+    let policy = Policy::load(opts)?;
     let mut session = Session::new(policy)?;
     session.reset(&args.instruction);
     let mut out = Vec::new();

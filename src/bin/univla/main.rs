@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod common;
+mod eval_bag;
 mod infer;
 mod make_checkpoint;
 
@@ -22,6 +23,11 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Label frame pairs with task-centric latent actions using the latent action model.
     Label(univla_ros::lam::LabelArgs),
+    /// Replay rosbag2 recordings through the policy and report how far its commands are from
+    /// the recorded ones (JSON, table, plots, MCAP with predictions).
+    EvalBag(eval_bag::EvalArgs),
+    /// Measure eval-bag's overhead outside the model on a synthetic 640×480 bag.
+    BenchBag(univla_ros::bag::bench::BenchBagArgs),
     /// Write a small random checkpoint in the official on-disk format (no downloads needed).
     MakeCheckpoint(make_checkpoint::MakeCheckpointArgs),
 }
@@ -35,6 +41,8 @@ fn main() -> anyhow::Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::Bench(args) => bench::run(args),
         Command::MakeCheckpoint(args) => make_checkpoint::run(args),
+        Command::EvalBag(args) => eval_bag::run(args),
+        Command::BenchBag(args) => eval_bag::run_bench(args),
         Command::Label(args) => {
             univla_ros::lam::run_label_cli(&args)?;
             Ok(())
