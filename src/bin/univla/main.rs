@@ -25,7 +25,7 @@ enum Command {
     Label(univla_ros::lam::LabelArgs),
     /// Replay rosbag2 recordings through the policy and report how far its commands are from
     /// the recorded ones (JSON, table, plots, MCAP with predictions).
-    EvalBag(eval_bag::EvalArgs),
+    EvalBag(Box<eval_bag::EvalArgs>),
     /// Measure eval-bag's overhead outside the model on a synthetic 640×480 bag.
     BenchBag(univla_ros::bag::bench::BenchBagArgs),
     /// Write a small random checkpoint in the official on-disk format (no downloads needed).
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::Bench(args) => bench::run(args),
         Command::MakeCheckpoint(args) => make_checkpoint::run(args),
-        Command::EvalBag(args) => eval_bag::run(args),
+        Command::EvalBag(args) => eval_bag::run(*args),
         Command::BenchBag(args) => eval_bag::run_bench(args),
         Command::Label(args) => {
             univla_ros::lam::run_label_cli(&args)?;
