@@ -11,6 +11,7 @@ use super::image::CameraKind;
 use super::msgs::Float64MultiArray;
 use super::reader::{BagReader, RawMessage};
 use super::BagError;
+use crate::lam::LatentActionAccuracy;
 use crate::ros::msgs::geometry_msgs::{PoseStamped, Quaternion, Twist, TwistStamped};
 use crate::ros::msgs::sensor_msgs::JointState;
 use crate::ros::msgs::std_msgs::StringMsg;
@@ -272,6 +273,8 @@ pub struct EpisodeTrace {
     pub instruction_changes: usize,
     pub dim_names: Vec<String>,
     pub timings: ReplayTimings,
+    /// Policy latent tokens against LAM labels of the recorded frames (`--lam`), if scored.
+    pub latent_accuracy: Option<LatentActionAccuracy>,
 }
 
 /// Which recorded command type the ground truth comes from.
@@ -416,6 +419,7 @@ pub fn replay_bag(
         instruction_changes: 0,
         dim_names: Vec::new(),
         timings: ReplayTimings::default(),
+        latent_accuracy: None,
     };
     let mut current_instruction: Option<String> = None;
     if let Some(i) = &fixed_instruction {
