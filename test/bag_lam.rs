@@ -99,32 +99,41 @@ struct Cli {
     eval: EvalBagArgs,
 }
 
-fn eval(bag: &Path, out: &Path, shift: i64, labels: &[StepLabel]) -> serde_json::Value {
+/// `eval-bag BAG` on the test topics with the fixture LAM, then `extra` arguments.
+fn parse(bag: &Path, extra: &[&str]) -> Cli {
     let lam = data("lam_model.safetensors");
-    let cli = Cli::try_parse_from([
+    let base = [
         "eval-bag",
         bag.to_str().unwrap(),
         "--camera",
         "/cam",
         "--command",
         "/cmd",
-        "--out",
-        out.to_str().unwrap(),
-        "--no-plots",
-        "--no-mcap",
         "--quiet",
         "--lam",
         lam.to_str().unwrap(),
-        "--lam-interval",
-        "2",
-        "--lam-encoder-heads",
-        "4",
-        "--lam-dino-heads",
-        "3",
-        "--lam-batch",
-        "2",
-    ])
-    .unwrap();
+    ];
+    Cli::try_parse_from(base.iter().chain(extra)).unwrap()
+}
+
+fn eval(bag: &Path, out: &Path, shift: i64, labels: &[StepLabel]) -> serde_json::Value {
+    let cli = parse(
+        bag,
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--no-plots",
+            "--no-mcap",
+            "--lam-interval",
+            "2",
+            "--lam-encoder-heads",
+            "4",
+            "--lam-dino-heads",
+            "3",
+            "--lam-batch",
+            "2",
+        ],
+    );
     let mut codes: Vec<Vec<i64>> = vec![vec![0; 4]; PATTERN.len()];
     for l in labels {
         codes[l.step] = l.action.codes.clone();
@@ -166,19 +175,8 @@ fn policy_tokens_scored_against_lam_labels_of_the_recorded_frames() {
 fn lam_needs_an_interval() {
     let dir = tempfile::tempdir().unwrap();
     let bag = write_bag(dir.path());
-    let lam = data("lam_model.safetensors");
-    let cli = Cli::try_parse_from([
-        "eval-bag",
-        bag.to_str().unwrap(),
-        "--camera",
-        "/cam",
-        "--command",
-        "/cmd",
-        "--quiet",
-        "--lam",
-        lam.to_str().unwrap(),
-    ])
-    .unwrap();
+    let out = dir.path().join("out");
+    let cli = parse(&bag, &["--out", out.to_str().unwrap()]);
     let mut policy = LabelPolicy {
         codes: Vec::new(),
         shift: 0,
