@@ -5,6 +5,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use univla_ros::bag::replay::{PolicyStep, ReplayPolicy};
+use univla_ros::runtime::preprocess::RgbImage;
 
 /// Recorded command of frame k (mirrors `action` in test/bags/make_bags.py).
 pub fn action(k: usize) -> Vec<f64> {
@@ -44,8 +45,9 @@ impl ReplayPolicy for FakePolicy {
         self.resets.push(instruction.to_string());
     }
 
-    fn step(&mut self, rgb: &[u8], width: u32, height: u32, proprio: Option<&[f32]>) -> Result<PolicyStep, String> {
-        assert_eq!(rgb.len(), (width * height * 3) as usize);
+    fn step(&mut self, image: &RgbImage, proprio: Option<&[f32]>) -> Result<PolicyStep, String> {
+        let rgb = image.as_raw();
+        assert_eq!(rgb.len(), (image.width() * image.height() * 3) as usize);
         self.calls += 1;
         self.proprio.push(proprio.map(|p| p.to_vec()));
         let k = rgb[0] as usize;

@@ -442,12 +442,10 @@ fn compressed_camera_and_twist_commands_replay() {
         }
         fn step(
             &mut self,
-            rgb: &[u8],
-            w: u32,
-            h: u32,
+            image: &univla_ros::runtime::preprocess::RgbImage,
             p: Option<&[f32]>,
         ) -> Result<univla_ros::bag::replay::PolicyStep, String> {
-            let mut s = self.0.step(rgb, w, h, p)?;
+            let mut s = self.0.step(image, p)?;
             s.action.truncate(2);
             Ok(s)
         }

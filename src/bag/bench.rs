@@ -15,6 +15,7 @@ use crate::ros::msgs::builtin_interfaces::Time;
 use crate::ros::msgs::sensor_msgs::{Image, JointState};
 use crate::ros::msgs::std_msgs::Header;
 use crate::ros::msgs::trajectory_msgs::{JointTrajectory, JointTrajectoryPoint};
+use crate::runtime::preprocess::RgbImage;
 
 /// Camera period of the synthetic recording (10 Hz).
 const FRAME_PERIOD_NS: i64 = 100_000_000;
@@ -70,8 +71,8 @@ struct NullPolicy;
 impl ReplayPolicy for NullPolicy {
     fn reset(&mut self, _instruction: &str) {}
 
-    fn step(&mut self, rgb: &[u8], _w: u32, _h: u32, _proprio: Option<&[f32]>) -> Result<PolicyStep, String> {
-        let v = f64::from(rgb.first().copied().unwrap_or(0)) / 255.0;
+    fn step(&mut self, image: &RgbImage, _proprio: Option<&[f32]>) -> Result<PolicyStep, String> {
+        let v = f64::from(image.as_raw().first().copied().unwrap_or(0)) / 255.0;
         Ok(PolicyStep {
             latent_ids: vec![32001, 32002, 32003, 32004],
             action: vec![v; ACTION_DIM],

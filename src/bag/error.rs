@@ -62,6 +62,9 @@ pub enum BagError {
     /// The policy under evaluation failed.
     #[error("policy: {0}")]
     Policy(String),
+    /// The latent action model (labeling for latent-action accuracy) failed.
+    #[error("LAM: {0}")]
+    Lam(#[from] crate::lam::LamError),
     /// Report, plot or output writing failed.
     #[error("output {path}: {why}")]
     Output { path: PathBuf, why: String },

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::lam::{LamArgs, LamScorer};
 use super::metadata::{StorageKind, METADATA_FILE};
 use super::metrics::{aggregate, episode_metrics, MetricOptions, DEFAULT_GRIPPER_TOLERANCE};
 use super::output::write_prediction_bag;
@@ -94,6 +95,9 @@ pub struct EvalBagArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Latent-action accuracy against a LAM (`--lam CHECKPOINT` and friends).
+    #[command(flatten)]
+    pub lam: LamArgs,
 }
 
 impl EvalBagArgs {
@@ -221,6 +225,18 @@ pub fn evaluate(
     outputs: &EvalOutputs,
     policy: &mut dyn ReplayPolicy,
 ) -> Result<EvalReport, BagError> {
+    evaluate_with_lam(bags, config, outputs, policy, None)
+}
+
+/// [`evaluate`], and with a LAM also the latent-action accuracy of every episode (the recorded
+/// camera frames are labeled in a second pass over each bag).
+pub fn evaluate_with_lam(
+    bags: &[PathBuf],
+    config: &ReplayConfig,
+    outputs: &EvalOutputs,
+    policy: &mut dyn ReplayPolicy,
+    lam: Option<&LamScorer>,
+) -> Result<EvalReport, BagError> {
     std::fs::create_dir_all(&outputs.dir).map_err(|e| BagError::io(&outputs.dir, e))?;
     let mut total = 0u64;
     for b in bags {
@@ -248,6 +264,10 @@ pub fn evaluate(
     for bag in bags {
         bar.set_message(bag.display().to_string());
         let mut trace = replay_bag(bag, config, policy, &mut || bar.inc(1))?;
+        if let Some(scorer) = lam {
+            let labels = scorer.label_bag(bag, &config.topics, config.max_frames)?;
+            trace.latent_accuracy = Some(scorer.score(&trace, &labels));
+        }
         // Unique episode names (plots and prediction bags are named after them).
         if traces.iter().any(|t| t.name == trace.name) {
             trace.name = format!("{}_{}", trace.name, traces.len());
@@ -297,7 +317,8 @@ pub fn run_eval_bag(args: &EvalBagArgs, policy: &mut dyn ReplayPolicy) -> Result
     let config = args.replay_config()?;
     let bags = discover_bags(&args.bags)?;
     let outputs = args.outputs();
-    let report = evaluate(&bags, &config, &outputs, policy)?;
+    let lam = args.lam.scorer()?;
+    let report = evaluate_with_lam(&bags, &config, &outputs, policy, lam.as_ref())?;
     println!("{}", report.summary_table());
     println!("report: {}", outputs.dir.join(REPORT_FILE).display());
     Ok(report)

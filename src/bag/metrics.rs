@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::replay::{EpisodeTrace, QueryRecord, ReplayTimings, SkipCounts, StepRecord};
+use crate::lam::LatentActionAccuracy;
 
 /// Vocabulary id of `<ACT_0>` in UniVLA's extended LLaMA tokenizer.
 pub const LATENT_VOCAB_BASE: i64 = 32001;
@@ -104,6 +105,39 @@ pub struct Metrics {
     pub latent: LatentStats,
     pub latency: Option<LatencyStats>,
     pub timings: ReplayTimings,
+    /// Latent-action accuracy against the LAM (`--lam`), pooled over the scored episodes.
+    pub latent_accuracy: Option<LatentAccuracyStats>,
+}
+
+/// Agreement of the policy's latent tokens with the LAM labels of the recorded frames.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct LatentAccuracyStats {
+    /// Fraction of code positions that agree.
+    pub token_accuracy: f64,
+    /// Fraction of scored steps whose whole code tuple agrees.
+    pub exact_accuracy: f64,
+    /// Steps scored (policy queries with a LAM label).
+    pub scored_steps: usize,
+    /// Raw agreement counts.
+    pub counts: LatentActionAccuracy,
+}
+
+/// Pools the LAM agreement counts of the traces that have them.
+fn latent_accuracy(traces: &[EpisodeTrace]) -> Option<LatentAccuracyStats> {
+    let mut scored = traces.iter().filter_map(|t| t.latent_accuracy).peekable();
+    scored.peek()?;
+    let counts = scored.fold(LatentActionAccuracy::default(), |a, b| LatentActionAccuracy {
+        steps: a.steps + b.steps,
+        tokens: a.tokens + b.tokens,
+        token_matches: a.token_matches + b.token_matches,
+        exact_matches: a.exact_matches + b.exact_matches,
+    });
+    Some(LatentAccuracyStats {
+        token_accuracy: counts.token_accuracy(),
+        exact_accuracy: counts.exact_accuracy(),
+        scored_steps: counts.steps,
+        counts,
+    })
 }
 
 /// Scores one episode.
@@ -149,6 +183,7 @@ pub fn aggregate(name: &str, traces: &[EpisodeTrace], opts: &MetricOptions) -> M
         latent: latent_stats(traces),
         latency: latency_stats(traces.iter().flat_map(|t| t.queries.iter())),
         timings,
+        latent_accuracy: latent_accuracy(traces),
     }
 }
 
@@ -382,6 +417,7 @@ mod tests {
             instruction_changes: 0,
             dim_names: vec!["g".into()],
             timings: ReplayTimings::default(),
+            latent_accuracy: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod cdr;
 pub mod error;
 pub mod eval;
 pub mod image;
+pub mod lam;
 pub mod metadata;
 pub mod metrics;
 pub mod msgdefs;

@@ -7,15 +7,17 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::cdr::decode;
-use super::image::{compressed_to_rgb, image_to_rgb, Rgb8};
+use super::image::CameraKind;
 use super::msgs::Float64MultiArray;
 use super::reader::{BagReader, RawMessage};
 use super::BagError;
+use crate::lam::LatentActionAccuracy;
 use crate::ros::msgs::geometry_msgs::{PoseStamped, Quaternion, Twist, TwistStamped};
-use crate::ros::msgs::sensor_msgs::{CompressedImage, Image, JointState};
+use crate::ros::msgs::sensor_msgs::JointState;
 use crate::ros::msgs::std_msgs::StringMsg;
 use crate::ros::msgs::trajectory_msgs::JointTrajectory;
 use crate::ros::msgs::RosMessage;
+use crate::runtime::preprocess::RgbImage;
 
 /// Nanoseconds per millisecond.
 const NS_PER_MS: f64 = 1e6;
@@ -26,8 +28,8 @@ pub const INSTRUCTION_FILE: &str = "instruction.txt";
 pub trait ReplayPolicy {
     /// Starts an episode with this instruction (clears history and ensembling state).
     fn reset(&mut self, instruction: &str);
-    /// One control step on a packed RGB8 image and optional proprioception.
-    fn step(&mut self, rgb: &[u8], width: u32, height: u32, proprio: Option<&[f32]>) -> Result<PolicyStep, String>;
+    /// One control step on an RGB8 camera frame and optional proprioception.
+    fn step(&mut self, image: &RgbImage, proprio: Option<&[f32]>) -> Result<PolicyStep, String>;
 }
 
 /// What the policy returns for one step.
@@ -271,6 +273,8 @@ pub struct EpisodeTrace {
     pub instruction_changes: usize,
     pub dim_names: Vec<String>,
     pub timings: ReplayTimings,
+    /// Policy latent tokens against LAM labels of the recorded frames (`--lam`), if scored.
+    pub latent_accuracy: Option<LatentActionAccuracy>,
 }
 
 /// Which recorded command type the ground truth comes from.
@@ -339,13 +343,6 @@ struct Issued {
     time_ns: i64,
 }
 
-/// Camera kinds.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum CameraKind {
-    Raw,
-    Compressed,
-}
-
 /// Number of camera frames in a bag (for progress bars), 0 if unknown.
 pub fn camera_frames(bag: &Path, topics: &BagTopics) -> Result<u64, BagError> {
     let reader = BagReader::open(bag)?;
@@ -375,17 +372,7 @@ pub fn replay_bag(
     let topics = &config.topics;
     let reader = BagReader::open(bag)?;
     let camera_info = reader.require_topic(&topics.camera)?;
-    let camera_kind = if camera_info.type_name == Image::ros_type() {
-        CameraKind::Raw
-    } else if camera_info.type_name == CompressedImage::ros_type() {
-        CameraKind::Compressed
-    } else {
-        return Err(BagError::WrongType {
-            topic: topics.camera.clone(),
-            expected: format!("{} or {}", Image::ros_type(), CompressedImage::ros_type()),
-            found: camera_info.type_name.clone(),
-        });
-    };
+    let camera_kind = CameraKind::of_topic(&topics.camera, &camera_info.type_name)?;
     let cmd_info = reader.require_topic(&topics.command)?;
     let command_kind = CommandKind::from_type(&cmd_info.type_name).ok_or_else(|| BagError::WrongType {
         topic: topics.command.clone(),
@@ -432,6 +419,7 @@ pub fn replay_bag(
         instruction_changes: 0,
         dim_names: Vec::new(),
         timings: ReplayTimings::default(),
+        latent_accuracy: None,
     };
     let mut current_instruction: Option<String> = None;
     if let Some(i) = &fixed_instruction {
@@ -481,14 +469,7 @@ pub fn replay_bag(
                 }
                 Some((_, Some(v))) => v.clone(),
             };
-            let rgb = match camera_kind {
-                CameraKind::Raw => {
-                    decode::<Image>(&msg).and_then(|i| image_to_rgb(&i).map_err(|why| decode_err(&msg, why)))
-                }
-                CameraKind::Compressed => decode::<CompressedImage>(&msg)
-                    .and_then(|i| compressed_to_rgb(&i).map_err(|why| decode_err(&msg, why))),
-            };
-            let rgb: Rgb8 = match rgb {
+            let rgb = match camera_kind.decode_rgb(&msg) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!("frame {frame}: {e}");
@@ -498,9 +479,7 @@ pub fn replay_bag(
             };
             let (outcome, query) = scheduler.step(t, || {
                 let t0 = Instant::now();
-                let r = policy
-                    .step(&rgb.data, rgb.width, rgb.height, proprio)
-                    .map_err(BagError::Policy);
+                let r = policy.step(&rgb, proprio).map_err(BagError::Policy);
                 policy_s += t0.elapsed().as_secs_f64();
                 r
             })?;

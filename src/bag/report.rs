@@ -50,8 +50,19 @@ impl EvalReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<28} {:>6} {:>6} {:>6} {:>10} {:>10} {:>9} {:>9} {:>9}",
-            "episode", "frames", "steps", "skip", "MAE", "RMSE", "grip P", "grip R", "p50 ms"
+            "{:<28} {:>6} {:>6} {:>6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7} {:>7} {:>6}",
+            "episode",
+            "frames",
+            "steps",
+            "skip",
+            "MAE",
+            "RMSE",
+            "grip P",
+            "grip R",
+            "p50 ms",
+            "LA tok",
+            "LA ex",
+            "LA n"
         );
         let rows = self
             .episodes
@@ -63,9 +74,19 @@ impl EvalReport {
                 (format!("{:.2}", g.precision), format!("{:.2}", g.recall))
             });
             let p50 = m.latency.as_ref().map_or("-".into(), |l| format!("{:.1}", l.p50_ms));
+            let (la_tok, la_ex, la_n) = m
+                .latent_accuracy
+                .as_ref()
+                .map_or(("-".into(), "-".into(), "-".into()), |a| {
+                    (
+                        format!("{:.3}", a.token_accuracy),
+                        format!("{:.3}", a.exact_accuracy),
+                        a.scored_steps.to_string(),
+                    )
+                });
             let _ = writeln!(
                 s,
-                "{:<28} {:>6} {:>6} {:>6} {:>10.4} {:>10.4} {:>9} {:>9} {:>9}",
+                "{:<28} {:>6} {:>6} {:>6} {:>10.4} {:>10.4} {:>9} {:>9} {:>9} {:>7} {:>7} {:>6}",
                 truncate(&m.name, 28),
                 m.frames,
                 m.evaluated_steps,
@@ -74,7 +95,10 @@ impl EvalReport {
                 m.rmse,
                 gp,
                 gr,
-                p50
+                p50,
+                la_tok,
+                la_ex,
+                la_n
             );
         }
         let _ = writeln!(

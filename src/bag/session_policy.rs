@@ -37,10 +37,9 @@ impl ReplayPolicy for Session {
         Session::reset(self, instruction);
     }
 
-    fn step(&mut self, rgb: &[u8], width: u32, height: u32, proprio: Option<&[f32]>) -> Result<PolicyStep, String> {
-        let image = RgbImage::new(width, height, rgb.to_vec()).map_err(|e| e.to_string())?;
+    fn step(&mut self, image: &RgbImage, proprio: Option<&[f32]>) -> Result<PolicyStep, String> {
         let proprio: Option<Vec<f64>> = proprio.map(|p| p.iter().map(|&x| f64::from(x)).collect());
-        let out = Session::step(self, &image, proprio.as_deref()).map_err(|e| e.to_string())?;
+        let out = Session::step(self, image, proprio.as_deref()).map_err(|e| e.to_string())?;
         let post = self.policy().post_processor();
         let (latent_ids, chunk) = match &out.inference {
             Some(inf) => {

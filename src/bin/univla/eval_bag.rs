@@ -10,8 +10,9 @@ use crate::common::PolicyArgs;
 pub struct EvalArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Boxed: the evaluation arguments are large next to the other subcommands'.
     #[command(flatten)]
-    pub eval: EvalBagArgs,
+    pub eval: Box<EvalBagArgs>,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
