@@ -49,3 +49,29 @@ pub enum RosArgsError {
     #[error("param '{name}' {why}")]
     ParamRange { name: String, why: String },
 }
+
+/// Failures of the ROS 2 transport (context, node, endpoints).
+#[derive(Debug, thiserror::Error)]
+pub enum RosError {
+    /// Bad `--ros-args`, names or parameters.
+    #[error(transparent)]
+    Args(#[from] RosArgsError),
+    /// `ROS_DOMAIN_ID` is not an integer in the valid range.
+    #[error("ROS_DOMAIN_ID '{value}' is invalid: {why}")]
+    DomainId { value: String, why: String },
+    /// The middleware could not create an entity (participant, node, topic, endpoint).
+    #[error("cannot create {what}: {reason}")]
+    Create { what: String, reason: String },
+    /// Publishing failed.
+    #[error("publish on {topic} failed: {reason}")]
+    Publish { topic: String, reason: String },
+    /// Taking a sample failed (e.g. it did not deserialize).
+    #[error("receive on {topic} failed: {reason}")]
+    Take { topic: String, reason: String },
+    /// A background helper thread could not be started.
+    #[error("cannot start thread {name}: {source}")]
+    Thread { name: &'static str, source: std::io::Error },
+    /// An action goal, cancel or result exchange failed.
+    #[error("action {action}: {reason}")]
+    Action { action: String, reason: String },
+}

@@ -45,11 +45,11 @@ pub trait RosAction: Send + Sync + 'static {
     /// Action name inside the package, e.g. `FollowJointTrajectory`.
     const NAME: &'static str;
     /// `pkg/action/Name_Goal`.
-    type Goal: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static;
+    type Goal: ros2_client::Message + Clone + std::fmt::Debug + Send + Sync + 'static;
     /// `pkg/action/Name_Result`.
-    type Result: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static;
+    type Result: ros2_client::Message + Clone + std::fmt::Debug + Send + Sync + 'static;
     /// `pkg/action/Name_Feedback`.
-    type Feedback: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static;
+    type Feedback: ros2_client::Message + Clone + std::fmt::Debug + Send + Sync + 'static;
 
     /// The ROS type string `pkg/action/Name`.
     fn ros_type() -> String {
