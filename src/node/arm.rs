@@ -211,11 +211,14 @@ impl ArmCore {
 
     /// Joint states with unknown names or malformed arrays are counted and reported.
     pub fn on_joint_state(&mut self, js: &JointState, now: Instant) -> Result<(), String> {
-        self.joints.update(js, now).map(|_| ()).map_err(|e| {
-            self.counters.bad_joint_states += 1;
-            self.counters.last_error = e.clone();
-            e
-        })
+        match self.joints.update(js, now) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.counters.bad_joint_states += 1;
+                self.counters.last_error = e.clone();
+                Err(e)
+            }
+        }
     }
 
     pub fn set_estop(&mut self, engaged: bool) {
@@ -521,7 +524,7 @@ impl ArmCore {
                     step,
                     preview: self.s.preview,
                 };
-                if self.worker.submit(job).is_err() {
+                if !self.worker.submit(job) {
                     tracing::debug!("worker busy, frame dropped");
                 }
             }

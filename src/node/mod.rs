@@ -4,15 +4,17 @@
 //! [`nav`]) decides what the robot does at each control step and is unit-tested without DDS; the
 //! ROS wiring ([`ros_io`], [`arm_node`], [`nav_node`]) only moves messages in and out of it.
 pub mod arm;
-// pub mod arm_node;
+pub mod arm_node;
 pub mod config;
 pub mod diagnostics;
 pub mod eef;
 pub mod error;
+pub mod fjt;
 pub mod input;
+pub mod monitor;
 // pub mod nav;
 // pub mod nav_node;
-// pub mod ros_io;
+pub mod ros_io;
 pub mod safety;
 pub mod scheduler;
 pub mod slot;

@@ -180,7 +180,7 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new(min: [f64; 3], max: [f64; 3], max_step: f64, mode: Violation) -> Result<Self, String> {
-        if (0..3).any(|i| !(min[i] < max[i])) {
+        if (0..3).any(|i| min[i].partial_cmp(&max[i]) != Some(std::cmp::Ordering::Less)) {
             return Err("'workspace_min' must be below 'workspace_max' on every axis".into());
         }
         Ok(Self {

@@ -176,20 +176,17 @@ impl InferenceWorker {
         self.busy
     }
 
-    /// Submits a job; refused (returned) while busy, so frames never queue.
-    pub fn submit(&mut self, job: Job) -> Result<(), Job> {
+    /// Submits a job; false (the job is dropped) while busy, so frames never queue.
+    pub fn submit(&mut self, job: Job) -> bool {
         if self.busy {
-            return Err(job);
+            return false;
         }
         match &self.tx {
-            Some(tx) => match tx.send((job, Instant::now())) {
-                Ok(()) => {
-                    self.busy = true;
-                    Ok(())
-                }
-                Err(e) => Err(e.0 .0),
-            },
-            None => Err(job),
+            Some(tx) if tx.send((job, Instant::now())).is_ok() => {
+                self.busy = true;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -308,12 +305,9 @@ pub(crate) mod tests {
     fn worker_runs_one_job_at_a_time_and_reports_bad_input() {
         let mut w = InferenceWorker::spawn(FakePolicy::new(2, 3, 0.5)).unwrap();
         let img = CameraFrame::Decoded(RgbImage::filled(4, 4, [1, 2, 3]).unwrap());
-        w.submit(job(1, "go", img.clone())).unwrap();
+        assert!(w.submit(job(1, "go", img.clone())));
         assert!(w.is_busy());
-        assert!(
-            w.submit(job(1, "go", img.clone())).is_err(),
-            "a second job must not queue"
-        );
+        assert!(!w.submit(job(1, "go", img.clone())), "a second job must not queue");
         let r = w.wait(Duration::from_secs(10)).unwrap();
         assert_eq!((r.epoch, r.step), (1, 3));
         assert_eq!(r.result.unwrap().chunk, vec![vec![0.5; 2]; 3]);
@@ -326,10 +320,10 @@ pub(crate) mod tests {
             data: vec![0; 5],
             ..Default::default()
         });
-        w.submit(job(1, "go", bad)).unwrap();
+        assert!(w.submit(job(1, "go", bad)));
         let r = w.wait(Duration::from_secs(10)).unwrap();
         assert!(matches!(r.result, Err(JobError::BadInput(ref e)) if e.contains("truncated")));
-        w.submit(job(2, "fail", img)).unwrap();
+        assert!(w.submit(job(2, "fail", img)));
         let r = w.wait(Duration::from_secs(10)).unwrap();
         assert_eq!(r.result.unwrap_err(), JobError::Inference("model failed".into()));
     }
