@@ -265,9 +265,7 @@ pub fn run_arm(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
             names: joint_names.clone(),
             topic: node.create_publisher(trajectory_topic, Qos::default_profile())?,
             action: match follow_action {
-                Some(a) => Some(Box::new(TrajectoryActionSender::start(RosActionClient::new(
-                    &mut node, a,
-                )?)?)),
+                Some(a) => Some(TrajectoryActionSender::start(RosActionClient::new(&mut node, a)?)?),
                 None => None,
             },
         },
