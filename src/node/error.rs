@@ -15,6 +15,9 @@ pub enum NodeError {
     /// Loading the checkpoint or running the policy failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The checkpoint or head could not be loaded.
+    #[error("cannot load the policy: {0}")]
+    Load(String),
     /// A helper thread could not start or stopped unexpectedly.
     #[error("thread {0}")]
     Thread(String),

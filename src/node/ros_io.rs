@@ -70,10 +70,6 @@ pub fn load_policy(cfg: &PolicyConfig) -> Result<(InferenceWorker, ModelInfo), N
         };
         let session = Session::new(policy).map_err(|e| e.to_string())?;
         Ok((session, info))
-    })
-    .map_err(|e| match e {
-        NodeError::Thread(m) => NodeError::Config(format!("cannot load the policy: {m}")),
-        other => other,
     })?;
     tracing::info!(
         "policy loaded in {:.1} s: {:?} head, {} values × {} steps",

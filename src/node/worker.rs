@@ -156,7 +156,7 @@ impl InferenceWorker {
             .map_err(|e| NodeError::Thread(format!("univla-inference: {e}")))?;
         let info = match info_rx.recv() {
             Ok(Ok(info)) => info,
-            Ok(Err(e)) => return Err(NodeError::Thread(format!("univla-inference: {e}"))),
+            Ok(Err(e)) => return Err(NodeError::Load(e)),
             Err(_) => return Err(NodeError::Thread("univla-inference stopped while loading".into())),
         };
         Ok((
