@@ -230,17 +230,13 @@ impl CommonConfig {
         if max_chars <= 0 {
             return Err(NodeError::config("'max_instruction_chars' must be positive"));
         }
+        // Both modes' parameters are read, so either may appear in a file shared between modes.
+        let ensemble_size = usize::try_from(r.i64("ensemble_size", 0)?)
+            .map_err(|_| NodeError::config("'ensemble_size' must be >= 0 (0: the preset's)"))?;
+        let replan_every = usize::try_from(r.i64("replan_every", 0)?).ok().filter(|&k| k > 0);
         let chunk_mode = match r.string("execution", "ensemble")?.as_str() {
-            "ensemble" => ChunkMode::Ensemble {
-                size: usize::try_from(r.i64("ensemble_size", 0)?)
-                    .map_err(|_| NodeError::config("'ensemble_size' must be >= 0 (0: the preset's)"))?,
-            },
-            "open_loop" => {
-                let k = r.i64("replan_every", 0)?;
-                ChunkMode::OpenLoop {
-                    replan_every: usize::try_from(k).ok().filter(|&k| k > 0),
-                }
-            }
+            "ensemble" => ChunkMode::Ensemble { size: ensemble_size },
+            "open_loop" => ChunkMode::OpenLoop { replan_every },
             other => {
                 return Err(NodeError::config(format!(
                     "'execution' is '{other}'; expected ensemble or open_loop"
@@ -336,6 +332,24 @@ impl ArmConfig {
                 )))
             }
         };
+        // Parameters of both action spaces are read (and so known) whichever is chosen.
+        let (pmin, pmax) = (r.f64_array("position_min")?, r.f64_array("position_max")?);
+        let (vmax, smax) = (r.f64_array("max_velocity")?, r.f64_array("max_step")?);
+        let follow = r.bool("use_follow_joint_trajectory", false)?;
+        let follow_name = r.string("follow_joint_trajectory_action", "follow_joint_trajectory")?;
+        let trajectory_topic = r.string("trajectory_topic", "joint_trajectory")?;
+        let initial_pose = fixed(
+            "initial_pose",
+            r.f64_array("initial_pose")?,
+            [0.4, 0.0, 0.3, 0.0, 0.0, 0.0],
+        )?;
+        let lo = fixed("workspace_min", r.f64_array("workspace_min")?, [-1.0, -1.0, -0.2])?;
+        let hi = fixed("workspace_max", r.f64_array("workspace_max")?, [1.0, 1.0, 1.2])?;
+        let max_translation_step = r.positive("max_translation_step", 0.05)?;
+        let pose_topic = r.string("pose_topic", "eef_target")?;
+        let gripper_topic = r.string("gripper_topic", "gripper_command")?;
+        let translation_scale = r.positive("translation_scale", 1.0)?;
+        let rotation_scale = r.positive("rotation_scale", 1.0)?;
         let output = match r.string("action_space", "joint_position")?.as_str() {
             "joint_position" => {
                 if joint_names.is_empty() {
@@ -344,44 +358,26 @@ impl ArmConfig {
                     ));
                 }
                 let n = joint_names.len();
-                let limits = JointLimits::new(
-                    r.f64_array("position_min")?,
-                    r.f64_array("position_max")?,
-                    r.f64_array("max_velocity")?,
-                    r.f64_array("max_step")?,
-                    n,
-                    mode,
-                )
-                .map_err(NodeError::Config)?;
-                let follow = r.bool("use_follow_joint_trajectory", false)?;
-                let follow_name = r.string("follow_joint_trajectory_action", "follow_joint_trajectory")?;
+                let limits = JointLimits::new(pmin, pmax, vmax, smax, n, mode).map_err(NodeError::Config)?;
                 ArmOutput::Joints {
                     joint_names,
                     limits,
-                    trajectory_topic: r.string("trajectory_topic", "joint_trajectory")?,
+                    trajectory_topic,
                     follow_action: follow.then_some(follow_name),
                 }
             }
             "eef_delta" => {
-                let initial_pose = fixed(
-                    "initial_pose",
-                    r.f64_array("initial_pose")?,
-                    [0.4, 0.0, 0.3, 0.0, 0.0, 0.0],
-                )?;
-                let lo = fixed("workspace_min", r.f64_array("workspace_min")?, [-1.0, -1.0, -0.2])?;
-                let hi = fixed("workspace_max", r.f64_array("workspace_max")?, [1.0, 1.0, 1.2])?;
-                let max_step = r.positive("max_translation_step", 0.05)?;
-                let workspace = Workspace::new(lo, hi, max_step, mode).map_err(NodeError::Config)?;
+                let workspace = Workspace::new(lo, hi, max_translation_step, mode).map_err(NodeError::Config)?;
                 if !workspace.contains(&[initial_pose[0], initial_pose[1], initial_pose[2]]) {
                     return Err(NodeError::config("'initial_pose' lies outside the workspace"));
                 }
                 ArmOutput::EefDelta {
-                    pose_topic: r.string("pose_topic", "eef_target")?,
-                    gripper_topic: r.string("gripper_topic", "gripper_command")?,
+                    pose_topic,
+                    gripper_topic,
                     initial_pose,
                     workspace,
-                    translation_scale: r.positive("translation_scale", 1.0)?,
-                    rotation_scale: r.positive("rotation_scale", 1.0)?,
+                    translation_scale,
+                    rotation_scale,
                     joint_names,
                 }
             }
