@@ -4,7 +4,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use univla_ros::ros::msgs::std_msgs::StringMsg;
+use univla_ros::ros::msgs::builtin_interfaces::Time;
+use univla_ros::ros::msgs::rosgraph_msgs::Clock;
+use univla_ros::ros::msgs::sensor_msgs::Image;
+use univla_ros::ros::msgs::std_msgs::{Header, StringMsg};
 use univla_ros::ros::smoke::ECHO_PREFIX;
 use univla_ros::ros::{require_private_netns, Qos, RosArgs, RosContext, RosNode};
 
@@ -70,6 +73,81 @@ fn two_participants_exchange_strings() {
     }
     assert!(publisher.subscription_count(&a) >= 1);
     assert!(subscription.publisher_count(&b) >= 1);
+    // The graph-event drain saw the other participant's endpoints.
+    assert!(a.graph_event_count() > 0 && b.graph_event_count() > 0);
+}
+
+#[test]
+fn camera_image_over_sensor_data_qos() {
+    guard();
+    let domain = 45;
+    let ctx_a = RosContext::with_domain(domain).unwrap();
+    let ctx_b = RosContext::with_domain(domain).unwrap();
+    let mut camera = node(&ctx_a, "camera", "/cam");
+    let mut policy = node(&ctx_b, "policy", "/");
+    let publisher = camera
+        .create_publisher::<Image>("image_raw", Qos::sensor_data())
+        .unwrap();
+    let subscription = policy
+        .create_subscription::<Image>("/cam/image_raw", Qos::sensor_data())
+        .unwrap();
+    let (width, height) = (640u32, 480u32);
+    // A 640x480 rgb8 frame (921 600 bytes, fragmented on the wire) with a position-dependent pattern.
+    let data: Vec<u8> = (0..width * height * 3).map(|i| (i % 251) as u8).collect();
+    let frame = |seq: i32| Image {
+        header: Header {
+            stamp: Time { sec: seq, nanosec: 0 },
+            frame_id: "cam".into(),
+        },
+        height,
+        width,
+        encoding: "rgb8".into(),
+        is_bigendian: 0,
+        step: width * 3,
+        data: data.clone(),
+    };
+    let start = Instant::now();
+    let mut seq = 0;
+    let mut got = None;
+    while got.is_none() && start.elapsed() < EXCHANGE_TIMEOUT {
+        publisher.publish(frame(seq)).unwrap();
+        seq += 1;
+        std::thread::sleep(POLL * 5);
+        got = subscription.try_take().unwrap();
+    }
+    let img = got.unwrap_or_else(|| panic!("no image received of {seq} sent"));
+    assert_eq!(img, frame(img.header.stamp.sec));
+    assert!(img.header.stamp.sec < seq);
+}
+
+#[test]
+fn sim_time_follows_rosgraph_clock() {
+    guard();
+    let domain = 44;
+    let ctx_a = RosContext::with_domain(domain).unwrap();
+    let (args, _) = RosArgs::parse(["test", "--ros-args", "-p", "use_sim_time:=true"]).unwrap();
+    let sim = RosNode::new(&ctx_a, &args, "sim", "/").unwrap();
+    let clock = sim.clock();
+    assert!(clock.is_simulated());
+    assert_eq!(
+        clock.now(),
+        Time::default(),
+        "sim time is zero before the first /clock message"
+    );
+
+    let ctx_b = RosContext::with_domain(domain).unwrap();
+    let mut player = node(&ctx_b, "player", "/");
+    // Reliable, like `ros2 bag play --clock` and simulators; compatible with the best-effort reader.
+    let publisher = player
+        .create_publisher::<Clock>("/clock", Qos::default_profile())
+        .unwrap();
+    let tick = Time { sec: 1234, nanosec: 5 };
+    let start = Instant::now();
+    while clock.now() != tick && start.elapsed() < EXCHANGE_TIMEOUT {
+        publisher.publish(Clock { clock: tick }).unwrap();
+        std::thread::sleep(POLL * 5);
+    }
+    assert_eq!(clock.now(), tick);
 }
 
 /// Kills the child on drop if it still runs (by its own handle), so a failing test leaves nothing.

@@ -2,7 +2,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use univla_ros::ros::smoke::{run_smoke, SmokeConfig, NODE_NAME};
-use univla_ros::ros::{logging, RosArgs, RosContext, RosNode};
+use univla_ros::ros::{logging, require_private_netns, RosArgs, RosContext, RosNode};
 
 /// Publishes std_msgs/String on `chatter`, echoes `chatter_in` back as "heard: <text>", then exits.
 ///
@@ -13,11 +13,19 @@ use univla_ros::ros::{logging, RosArgs, RosContext, RosNode};
 /// The DDS domain comes from ROS_DOMAIN_ID; log filtering from RUST_LOG or --log-level.
 #[derive(Parser, Debug)]
 #[command(name = "univla_smoke", version, verbatim_doc_comment)]
-struct Cli {}
+struct Cli {
+    /// Run even when the process sees network interfaces other than `lo`. Without it the node only
+    /// runs inside a private network namespace (as the tests do), so DDS traffic stays on loopback.
+    #[arg(long)]
+    allow_any_network: bool,
+}
 
 fn main() -> anyhow::Result<()> {
     let (ros_args, rest) = RosArgs::from_env().context("parsing --ros-args")?;
-    Cli::parse_from(rest);
+    let cli = Cli::parse_from(rest);
+    if !cli.allow_any_network {
+        require_private_netns().map_err(anyhow::Error::msg)?;
+    }
     logging::init_tracing(&ros_args);
     // Check names and parameters before opening any socket.
     let identity = ros_args.resolve_node(NODE_NAME, "/")?;

@@ -118,7 +118,7 @@ impl ParamValue {
     }
 
     /// Converts to the ros2-client value (to declare it on a node).
-    pub fn to_ros2_client(&self) -> ros2_client::ParameterValue {
+    pub(crate) fn to_ros2_client(&self) -> ros2_client::ParameterValue {
         use ros2_client::ParameterValue as P;
         match self.clone() {
             Self::Bool(b) => P::Boolean(b),

@@ -104,7 +104,8 @@ pub fn run_smoke(node: &mut RosNode, cfg: &SmokeConfig) -> Result<SmokeSummary, 
                 Err(e) => tracing::warn!("{e}"),
             }
         }
-        let wake = next_pub.min(end);
+        let publishing = cfg.count == 0 || summary.published < cfg.count;
+        let wake = if publishing { next_pub.min(end) } else { end };
         std::thread::sleep(wake.saturating_duration_since(Instant::now()).min(POLL_PERIOD));
     }
     tracing::info!(

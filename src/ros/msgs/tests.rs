@@ -271,6 +271,30 @@ fn type_names_follow_rosidl() {
     );
 }
 
+/// Our DDS type names equal the ones ros2-client derives for the same package and name.
+fn dds_name_consistent<T: RosMessage>() {
+    assert_eq!(
+        T::dds_type(),
+        ros2_client::MessageTypeName::new(T::PACKAGE, T::NAME).dds_msg_type()
+    );
+}
+
+#[test]
+fn dds_type_names_match_ros2_client() {
+    dds_name_consistent::<Image>();
+    dds_name_consistent::<CompressedImage>();
+    dds_name_consistent::<JointState>();
+    dds_name_consistent::<StringMsg>();
+    dds_name_consistent::<Clock>();
+    dds_name_consistent::<JointTrajectory>();
+    dds_name_consistent::<TwistStamped>();
+    dds_name_consistent::<MarkerArray>();
+    dds_name_consistent::<DiagnosticArray>();
+    dds_name_consistent::<LatentActions>();
+    assert_eq!(Clock::dds_type(), "rosgraph_msgs::msg::dds_::Clock_");
+    assert_eq!(LatentActions::dds_type(), "univla_msgs::msg::dds_::LatentActions_");
+}
+
 #[test]
 fn time_conversions() {
     assert_eq!(
