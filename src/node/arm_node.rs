@@ -71,6 +71,20 @@ impl CameraSub {
     }
 }
 
+/// Camera stamp → now on the system clock, when the frame is stamped.
+pub fn transport_latency(f: &CameraFrame) -> Option<Duration> {
+    let stamp = match f {
+        CameraFrame::Raw(m) => m.header.stamp,
+        CameraFrame::Compressed(m) => m.header.stamp,
+        CameraFrame::Decoded(_) => return None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let stamp = Duration::new(u64::try_from(stamp.sec).ok()?, stamp.nanosec);
+    (stamp > Duration::ZERO).then(|| now.checked_sub(stamp)).flatten()
+}
+
 /// Drains a subscription, bounded.
 pub fn drain<T: crate::ros::msgs::RosMessage>(sub: &RosSubscription<T>, mut f: impl FnMut(T)) {
     for _ in 0..MAX_TAKE {
@@ -316,7 +330,12 @@ pub fn run_arm(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
             stamp: clock.now(),
             frame_id: c.frame_id.clone(),
         };
-        camera.drain(|f| core.on_image(f, now));
+        camera.drain(|f| {
+            if let Some(d) = transport_latency(&f) {
+                core.counters.transport.push(d);
+            }
+            core.on_image(f, now)
+        });
         drain(&joints, |js| {
             if let Err(e) = core.on_joint_state(&js, now) {
                 tracing::warn!("{e}");
@@ -412,6 +431,7 @@ pub fn run_arm(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
                     .to_msg(node.fqn(), &state.label(), level(&state), header.clone()),
             );
         }
+        core.counters.loop_work.push(now.elapsed());
         next_tick += period;
         let now = Instant::now();
         if next_tick < now {

@@ -9,10 +9,33 @@ use crate::ros::msgs::std_msgs::Header;
 /// Latency samples kept for the percentiles.
 const LATENCY_WINDOW: usize = 256;
 
+/// The last [`LATENCY_WINDOW`] samples of a duration, in milliseconds.
+#[derive(Debug, Default, Clone)]
+pub struct Window(VecDeque<f64>);
+
+impl Window {
+    pub fn push(&mut self, d: Duration) {
+        if self.0.len() == LATENCY_WINDOW {
+            self.0.pop_front();
+        }
+        self.0.push_back(d.as_secs_f64() * 1e3);
+    }
+
+    /// p-th percentile in ms.
+    pub fn percentile(&self, p: f64) -> Option<f64> {
+        let v: Vec<f64> = self.0.iter().copied().collect();
+        percentile(&v, p)
+    }
+}
+
 /// Running counters of one node.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     latencies_ms: VecDeque<f64>,
+    /// Camera header stamp → taken by the control loop (system clock; publisher clocks must agree).
+    pub transport: Window,
+    /// Work of one control step without the model (inputs, safety, publishing).
+    pub loop_work: Window,
     ticks: u64,
     rate_mark: Option<(Instant, u64)>,
     rate_hz: f64,
@@ -96,6 +119,9 @@ impl Counters {
             kv("inference_latency_p50_ms", f(self.latency_ms(50.0))),
             kv("inference_latency_p95_ms", f(self.latency_ms(95.0))),
             kv("control_rate_hz", format!("{:.2}", self.rate_hz)),
+            kv("image_transport_p99_ms", f(self.transport.percentile(99.0))),
+            kv("loop_work_p50_ms", f(self.loop_work.percentile(50.0))),
+            kv("loop_work_p99_ms", f(self.loop_work.percentile(99.0))),
             kv("frames_received", self.frames_received.to_string()),
             kv("frames_dropped", self.frames_dropped.to_string()),
             kv("bad_frames", self.bad_frames.to_string()),

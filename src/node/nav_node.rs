@@ -127,7 +127,12 @@ pub fn run_nav(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
             stamp: clock.now(),
             frame_id: c.frame_id.clone(),
         };
-        camera.drain(|f| core.on_image(f, now));
+        camera.drain(|f| {
+            if let Some(d) = super::arm_node::transport_latency(&f) {
+                core.counters.transport.push(d);
+            }
+            core.on_image(f, now)
+        });
         drain(&estop, |b| core.set_estop(b.data));
         if let Some(sub) = &instruction {
             drain(sub, |m| {
@@ -221,6 +226,7 @@ pub fn run_nav(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
                 core.counters.to_msg(node.fqn(), &state.label(), level, header.clone()),
             );
         }
+        core.counters.loop_work.push(now.elapsed());
         next_tick += period;
         let now = Instant::now();
         if next_tick < now {

@@ -114,8 +114,50 @@ pub struct SyntheticRobot {
     handle: Option<JoinHandle<()>>,
 }
 
+/// The synthetic camera's frames.
+#[derive(Clone, Copy, Debug)]
+pub struct CameraSpec {
+    pub width: u32,
+    pub height: u32,
+    /// `rgb8` or `bgr8` (3 bytes per pixel).
+    pub encoding: &'static str,
+    /// Bytes of padding after each row.
+    pub padding: u32,
+    /// Stamp frames with the system time (for transport latency).
+    pub stamped: bool,
+}
+
+impl CameraSpec {
+    /// A small padded bgr8 frame (fast tests).
+    pub const SMALL: CameraSpec = CameraSpec {
+        width: 64,
+        height: 48,
+        encoding: "bgr8",
+        padding: 8,
+        stamped: false,
+    };
+}
+
 impl SyntheticRobot {
     pub fn start(domain: u16, image_topic: &str, joint_topic: Option<(&str, Vec<String>, f64)>, rate_hz: f64) -> Self {
+        Self::start_with(
+            domain,
+            image_topic,
+            joint_topic,
+            rate_hz,
+            CameraSpec::SMALL,
+            PUBLISHER_LIFETIME,
+        )
+    }
+
+    pub fn start_with(
+        domain: u16,
+        image_topic: &str,
+        joint_topic: Option<(&str, Vec<String>, f64)>,
+        rate_hz: f64,
+        spec: CameraSpec,
+        lifetime: Duration,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let images = Arc::new(AtomicBool::new(true));
         let (s, im) = (Arc::clone(&stop), Arc::clone(&images));
@@ -130,20 +172,31 @@ impl SyntheticRobot {
             let js = joints
                 .as_ref()
                 .map(|(t, _, _)| node.create_publisher::<JointState>(t, Qos::default_profile()).unwrap());
-            let (w, h) = (64u32, 48u32);
-            let step = w * 3 + 8;
+            let (w, h) = (spec.width, spec.height);
+            let step = w * 3 + spec.padding;
             let start = Instant::now();
+            let period = Duration::from_secs_f64(1.0 / rate_hz);
+            let mut next = start;
             let mut k = 0u8;
-            while !s.load(Ordering::SeqCst) && start.elapsed() < PUBLISHER_LIFETIME {
+            while !s.load(Ordering::SeqCst) && start.elapsed() < lifetime {
                 if im.load(Ordering::SeqCst) {
                     let mut data = vec![0u8; (step * h) as usize];
                     for (i, b) in data.iter_mut().enumerate() {
                         *b = (i as u8).wrapping_mul(31).wrapping_add(k);
                     }
+                    let mut header = univla_ros::ros::msgs::std_msgs::Header::default();
+                    if spec.stamped {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap();
+                        header.stamp.sec = now.as_secs() as i32;
+                        header.stamp.nanosec = now.subsec_nanos();
+                    }
                     cam.publish(Image {
+                        header,
                         height: h,
                         width: w,
-                        encoding: "bgr8".into(),
+                        encoding: spec.encoding.into(),
                         step,
                         data,
                         ..Default::default()
@@ -159,7 +212,8 @@ impl SyntheticRobot {
                     .unwrap();
                 }
                 k = k.wrapping_add(1);
-                std::thread::sleep(Duration::from_secs_f64(1.0 / rate_hz));
+                next += period;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
         });
         Self {
