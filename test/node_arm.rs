@@ -11,8 +11,11 @@ use node_common::*;
 use univla_ros::ros::action::{GoalStatus, RosActionClient};
 use univla_ros::ros::msgs::builtin_interfaces::Duration as RosDuration;
 use univla_ros::ros::msgs::diagnostic_msgs::DiagnosticArray;
+use univla_ros::ros::msgs::sensor_msgs::Image;
+use univla_ros::ros::msgs::std_msgs::Bool;
 use univla_ros::ros::msgs::trajectory_msgs::JointTrajectory;
 use univla_ros::ros::msgs::univla_msgs::{Execute, ExecuteGoal, ExecuteResult, LatentActions};
+use univla_ros::ros::msgs::visualization_msgs::MarkerArray;
 use univla_ros::ros::{Qos, RosContext};
 
 const BIN: &str = env!("CARGO_BIN_EXE_univla_arm");
@@ -87,6 +90,8 @@ fn arm_node_goals_feedback_preemption_cancel_and_monitoring() {
     let trajectories = Collector::<JointTrajectory>::start(domain, "/robot/joint_trajectory", Qos::default_profile());
     let diagnostics = Collector::<DiagnosticArray>::start(domain, "/diagnostics", Qos::default_profile());
     let latents = Collector::<LatentActions>::start(domain, "/robot/arm_policy/latent_actions", Qos::default_profile());
+    let markers = Collector::<MarkerArray>::start(domain, "/robot/arm_policy/chunk_markers", Qos::default_profile());
+    let previews = Collector::<Image>::start(domain, "/robot/arm_policy/input_image", Qos::sensor_data());
 
     let ctx = RosContext::with_domain(domain).unwrap();
     let mut client_node = peer(&ctx, "goal_client");
@@ -209,8 +214,49 @@ fn arm_node_goals_feedback_preemption_cancel_and_monitoring() {
     ] {
         assert!(keys.contains(&k), "{keys:?}");
     }
-    // Stale camera: the node holds and says why.
+    let m = markers.wait_for(Instant::now() - WAIT, "chunk markers", |m| !m.markers.is_empty());
+    assert_eq!(m.markers.len(), 7, "one line strip per joint");
+    assert!(m.markers.iter().all(|k| !k.points.is_empty()));
+    let p = previews.wait_for(Instant::now() - WAIT, "preprocessed input image", |_| true);
+    assert_eq!((p.width, p.height, p.encoding.as_str()), (224, 224, "rgb8"));
+    assert_eq!(p.data.len(), 224 * 224 * 3);
+
+    // Safety end to end: the e-stop holds until released, a silent camera holds, both are reported.
+    let holding = |what: &'static str| {
+        move |d: &DiagnosticArray| {
+            d.status
+                .iter()
+                .any(|s| s.values.iter().any(|kv| kv.key == "state" && kv.value.contains(what)))
+        }
+    };
+    let mut estop_node = peer(&ctx, "estop_button");
+    let estop = estop_node
+        .create_publisher::<Bool>("/robot/estop", Qos::default_profile())
+        .unwrap();
+    rt.block_on(async {
+        bounded("goal D", client.send_goal(goal("stack the blocks", 0)))
+            .await
+            .unwrap()
+            .expect("goal D accepted");
+    });
+    let t_estop = Instant::now();
+    let press = |on: bool| {
+        for _ in 0..5 {
+            estop.publish(Bool { data: on }).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    press(true);
+    diagnostics.wait_for(t_estop, "e-stop hold", holding("emergency stop"));
+    trajectories.wait_for(t_estop, "hold trajectory", |t| {
+        t.points.len() == 1 && t.points[0].positions == vec![JOINT_VALUE; 7]
+    });
+    press(false);
+    let t_release = Instant::now();
+    diagnostics.wait_for(t_release, "running after release", holding("running"));
     robot.images.store(false, std::sync::atomic::Ordering::SeqCst);
+    let t_stale = Instant::now();
+    diagnostics.wait_for(t_stale, "camera-stale hold", holding("camera stale"));
     drop(robot);
     let status = child.interrupt_and_wait(WAIT);
     assert!(status.success(), "node exit status {status:?}");
