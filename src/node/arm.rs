@@ -203,6 +203,11 @@ impl ArmCore {
         self.goal.as_ref().map(|g| g.epoch)
     }
 
+    /// Instruction of the running goal.
+    pub fn running_instruction(&self) -> Option<&str> {
+        self.goal.as_ref().map(|g| g.instruction.as_str())
+    }
+
     pub fn on_image(&mut self, frame: CameraFrame, now: Instant) {
         self.frames.put(frame, now);
         self.counters.frames_received = self.frames.received();

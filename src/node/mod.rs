@@ -18,6 +18,7 @@ pub mod ros_io;
 pub mod safety;
 pub mod scheduler;
 pub mod slot;
+pub mod synthetic;
 pub mod worker;
 
 pub use error::NodeError;

@@ -144,6 +144,11 @@ impl NavCore {
         self.goal.as_ref().map(|g| g.epoch)
     }
 
+    /// Instruction of the running goal.
+    pub fn running_instruction(&self) -> Option<&str> {
+        self.goal.as_ref().map(|g| g.instruction.as_str())
+    }
+
     pub fn on_image(&mut self, frame: CameraFrame, now: Instant) {
         self.frames.put(frame, now);
         self.counters.frames_received = self.frames.received();

@@ -136,6 +136,10 @@ pub fn run_nav(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
         drain(&estop, |b| core.set_estop(b.data));
         if let Some(sub) = &instruction {
             drain(sub, |m| {
+                // Repeating the running task's text does not restart it.
+                if core.running_instruction() == Some(m.data.as_str()) {
+                    return;
+                }
                 let spec = GoalSpec {
                     instruction: m.data,
                     ..Default::default()
