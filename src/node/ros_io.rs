@@ -13,9 +13,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::ros::action::{CancelRequest, GoalId, GoalOutcome, GoalRequest, RosActionServer, ServerEvent};
-use crate::ros::msgs::builtin_interfaces::Time;
 use crate::ros::msgs::univla_msgs::{Execute, ExecuteFeedback, ExecuteGoal, ExecuteResult};
-use crate::ros::msgs::RosAction;
 use crate::runtime::postprocess::{PostProcessor, Preset};
 use crate::runtime::session::{Policy, Session};
 
@@ -303,14 +301,4 @@ pub fn latent_text(ids: &[i64]) -> String {
     ids.iter()
         .map(|&i| format!("<ACT_{}>", i - crate::model::prompt::ACT_TOKEN_BASE))
         .collect()
-}
-
-/// A ROS time stamp from the node clock.
-pub fn stamp(clock: &crate::ros::RosClock) -> Time {
-    clock.now()
-}
-
-/// The ROS name of the action this package serves.
-pub fn execute_type() -> String {
-    Execute::ros_type()
 }
