@@ -12,5 +12,6 @@
 pub mod bag;
 pub mod lam;
 pub mod model;
+pub mod node;
 pub mod ros;
 pub mod runtime;

@@ -1,0 +1,28 @@
+//! `univla_nav`: the UniVLA navigation node. See `univla_nav --help`.
+use anyhow::Context as _;
+use clap::Parser;
+use univla_ros::node::nav_node::run_nav;
+use univla_ros::node::ros_io::shutdown_flag;
+use univla_ros::ros::{logging, RosArgs};
+
+/// Runs the UniVLA policy with an R2R head on a camera stream and drives a mobile base with
+/// geometry_msgs/Twist (or TwistStamped): forward 0.25 m and 15° turns at the configured speeds;
+/// STOP ends the goal. Goals come from the `~/execute` action or the `instruction` topic.
+///
+/// Configure it with ROS parameters, as `ros2 run` and launch pass them:
+///   univla_nav --ros-args --params-file config/r2r_base.yaml -p checkpoint:=/models/univla
+///              -r __ns:=/robot -r cmd_vel:=/robot/base/cmd_vel
+/// Required: checkpoint, decoder. See config/r2r_base.yaml for all parameters.
+/// The DDS domain comes from ROS_DOMAIN_ID; log filtering from RUST_LOG or --log-level.
+#[derive(Parser, Debug)]
+#[command(name = "univla_nav", version, verbatim_doc_comment)]
+struct Cli {}
+
+fn main() -> anyhow::Result<()> {
+    let (ros_args, rest) = RosArgs::from_env().context("parsing --ros-args")?;
+    Cli::parse_from(rest);
+    logging::init_tracing(&ros_args);
+    let shutdown = shutdown_flag()?;
+    run_nav(&ros_args, shutdown)?;
+    Ok(())
+}

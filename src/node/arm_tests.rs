@@ -1,0 +1,394 @@
+//! Unit tests of the arm core with a stand-in policy (no DDS, no model).
+use super::*;
+use crate::node::safety::Violation;
+use crate::node::worker::tests::FakePolicy;
+use crate::runtime::postprocess::Preset;
+
+const WAIT: Duration = Duration::from_secs(10);
+const PERIOD: Duration = Duration::from_millis(100);
+
+fn settings(kind: ArmKind, dim: usize) -> ArmSettings {
+    ArmSettings {
+        kind,
+        joint_names: (0..dim).map(|i| format!("j{i}")).collect(),
+        require_joints: true,
+        needs_proprio: false,
+        period: PERIOD,
+        image_timeout: Duration::from_millis(500),
+        joint_timeout: Duration::from_millis(500),
+        max_instruction_chars: 1024,
+        dry_run: false,
+        chunk_mode: ChunkMode::OpenLoop { replan_every: None },
+        action_dim: dim,
+        default_ensemble: 2,
+        preview: false,
+    }
+}
+
+fn joint_core(policy: FakePolicy, mode: Violation) -> ArmCore {
+    let dim = policy.dim;
+    let limits = JointLimits::new(
+        Some(vec![-1.0; dim]),
+        Some(vec![1.0; dim]),
+        Some(vec![10.0; dim]),
+        Some(vec![0.5; dim]),
+        dim,
+        mode,
+    )
+    .unwrap();
+    let post = PostProcessor::new(Preset::RealWorld, None, None).unwrap();
+    ArmCore::new(
+        settings(ArmKind::Joints(limits), dim),
+        post,
+        InferenceWorker::spawn(policy).unwrap(),
+    )
+}
+
+fn frame() -> CameraFrame {
+    CameraFrame::Decoded(RgbImage::filled(8, 8, [10, 20, 30]).unwrap())
+}
+
+fn js(dim: usize, v: f64) -> JointState {
+    JointState {
+        name: (0..dim).map(|i| format!("j{i}")).collect(),
+        position: vec![v; dim],
+        ..Default::default()
+    }
+}
+
+fn goal(instruction: &str) -> GoalSpec {
+    GoalSpec {
+        instruction: instruction.into(),
+        ..Default::default()
+    }
+}
+
+/// Feeds fresh inputs and ticks until a command or an end appears (bounded).
+fn run_until_command(core: &mut ArmCore, t: &mut Instant, dim: usize) -> Tick {
+    for _ in 0..20 {
+        *t += PERIOD;
+        core.on_image(frame(), *t);
+        core.on_joint_state(&js(dim, 0.0), *t).unwrap();
+        let tick = core.tick(*t);
+        if tick.command.is_some() || tick.ended.is_some() {
+            return tick;
+        }
+        assert!(core.wait_worker(WAIT));
+    }
+    panic!("no command within 20 steps");
+}
+
+fn ready(core: &mut ArmCore, t: Instant, dim: usize) {
+    core.on_image(frame(), t);
+    core.on_joint_state(&js(dim, 0.0), t).unwrap();
+}
+
+#[test]
+fn goals_are_rejected_with_reasons_when_not_ready() {
+    let mut core = joint_core(FakePolicy::new(2, 4, 0.1), Violation::Clamp);
+    let t = Instant::now();
+    assert_eq!(
+        core.start_goal(goal("pick"), t).unwrap_err(),
+        "no camera image received yet"
+    );
+    core.on_image(frame(), t);
+    let e = core.start_goal(goal("pick"), t).unwrap_err();
+    assert!(e.contains("joint state"), "{e}");
+    core.on_joint_state(&js(2, 0.0), t).unwrap();
+    assert_eq!(core.start_goal(goal("  "), t).unwrap_err(), "empty instruction");
+    let long = "x".repeat(10 * 1024);
+    assert!(core
+        .start_goal(goal(&long), t)
+        .unwrap_err()
+        .contains("10240 characters"));
+    let mut g = goal("pick");
+    g.mode = "fast".into();
+    assert!(core.start_goal(g, t).unwrap_err().contains("unknown mode"));
+    let late = t + Duration::from_secs(2);
+    assert!(core.start_goal(goal("pick"), late).unwrap_err().contains("stale"));
+    core.set_estop(true);
+    assert!(core.start_goal(goal("pick"), t).unwrap_err().contains("emergency stop"));
+    core.set_estop(false);
+    assert!(core.start_goal(goal("pick"), t).is_ok());
+    assert_eq!(core.counters.goals_rejected, 7);
+}
+
+#[test]
+fn runs_chunks_with_feedback_and_step_limit() {
+    let mut core = joint_core(FakePolicy::new(2, 4, 0.1), Violation::Clamp);
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    let mut g = goal("pick");
+    g.max_steps = 3;
+    let (epoch, pre) = core.start_goal(g, t).unwrap();
+    assert!(pre.is_none());
+    let tick = run_until_command(&mut core, &mut t, 2);
+    match tick.command {
+        Some(ArmCommand::Joints(points)) => {
+            assert!(!points.is_empty() && points.len() <= 4);
+            assert_eq!(points[0], vec![0.1, 0.1]);
+        }
+        other => panic!("expected joints, got {other:?}"),
+    }
+    let fb = tick.feedback.unwrap();
+    assert_eq!((fb.epoch, fb.step), (epoch, 1));
+    assert_eq!(fb.latent_ids, vec![32001, 32002, 32003, 32004]);
+    assert_eq!(fb.commanded, vec![0.1, 0.1]);
+    let mut end = None;
+    for _ in 0..20 {
+        let tick = run_until_command(&mut core, &mut t, 2);
+        if let Some(e) = tick.ended {
+            assert!(matches!(tick.command, Some(ArmCommand::Hold(Some(_)))));
+            end = Some(e);
+            break;
+        }
+    }
+    let end = end.unwrap();
+    assert_eq!(
+        (end.status, end.outcome, end.steps),
+        (GoalOutcome::Succeeded, ExecuteResult::STEP_LIMIT, 3)
+    );
+    assert_eq!(core.state(), &NodeState::Idle);
+}
+
+#[test]
+fn preemption_aborts_old_goal_and_cancel_holds() {
+    let mut core = joint_core(FakePolicy::new(2, 4, 0.1), Violation::Clamp);
+    let t = Instant::now();
+    ready(&mut core, t, 2);
+    let (e1, _) = core.start_goal(goal("pick"), t).unwrap();
+    let (e2, pre) = core.start_goal(goal("place"), t).unwrap();
+    let pre = pre.unwrap();
+    assert_eq!(
+        (pre.epoch, pre.status, pre.outcome),
+        (e1, GoalOutcome::Aborted, ExecuteResult::PREEMPTED)
+    );
+    assert!(pre.reason.contains("preempted"));
+    assert!(core.cancel(e1).is_none(), "the old goal is already over");
+    let c = core.cancel(e2).unwrap();
+    assert_eq!((c.status, c.outcome), (GoalOutcome::Canceled, ExecuteResult::CANCELED));
+    assert_eq!(core.hold_command(t), ArmCommand::Hold(Some(vec![0.0, 0.0])));
+    assert_eq!(core.state(), &NodeState::Idle);
+}
+
+#[test]
+fn nan_output_aborts_and_holds() {
+    let mut core = joint_core(FakePolicy::new(2, 4, f64::NAN), Violation::Clamp);
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("pick"), t).unwrap();
+    let tick = run_until_command(&mut core, &mut t, 2);
+    let end = tick.ended.expect("goal must end");
+    assert_eq!(end.status, GoalOutcome::Aborted);
+    assert!(end.reason.contains("NaN"), "{}", end.reason);
+    assert!(matches!(tick.command, Some(ArmCommand::Hold(_))));
+    assert!(core.counters.last_error.contains("NaN"));
+}
+
+#[test]
+fn out_of_range_output_aborts() {
+    let mut core = joint_core(FakePolicy::new(2, 4, 50.0), Violation::Clamp);
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("pick"), t).unwrap();
+    let tick = run_until_command(&mut core, &mut t, 2);
+    let end = tick.ended.expect("goal must end");
+    assert!(end.reason.contains("far outside"), "{}", end.reason);
+}
+
+#[test]
+fn limits_clamp_or_refuse_and_are_counted() {
+    // 1.5 is beyond the position limit 1.0 (and beyond max_step 0.5 from 0.0).
+    let mut core = joint_core(FakePolicy::new(2, 4, 1.5), Violation::Clamp);
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("pick"), t).unwrap();
+    let tick = run_until_command(&mut core, &mut t, 2);
+    match tick.command {
+        Some(ArmCommand::Joints(p)) => assert_eq!(p[0], vec![0.5, 0.5]),
+        other => panic!("{other:?}"),
+    }
+    assert!(core.counters.clamp_events >= 4);
+
+    let mut core = joint_core(FakePolicy::new(2, 4, 1.5), Violation::Refuse);
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("pick"), t).unwrap();
+    let tick = run_until_command(&mut core, &mut t, 2);
+    assert_eq!(tick.command, Some(ArmCommand::Hold(Some(vec![0.0, 0.0]))));
+    assert!(tick.ended.is_none(), "a refusal holds but keeps the goal");
+    assert_eq!(core.counters.refusals, 1);
+    assert!(matches!(core.state(), NodeState::Holding(r) if r.contains("refused")));
+}
+
+#[test]
+fn stale_camera_and_joints_and_estop_hold() {
+    let mut core = joint_core(FakePolicy::new(2, 8, 0.1), Violation::Clamp);
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("pick"), t).unwrap();
+    run_until_command(&mut core, &mut t, 2);
+    // Camera silent for 1 s: hold once, with the joint positions.
+    t += Duration::from_secs(1);
+    core.on_joint_state(&js(2, 0.2), t).unwrap();
+    let tick = core.tick(t);
+    assert_eq!(tick.command, Some(ArmCommand::Hold(Some(vec![0.2, 0.2]))));
+    assert!(matches!(core.state(), NodeState::Holding(r) if r.contains("camera stale")));
+    assert_eq!(core.tick(t).command, None, "the hold is sent once");
+    // Joint states silent: hold with an empty trajectory (positions unknown).
+    t += Duration::from_secs(1);
+    core.on_image(frame(), t);
+    let tick = core.tick(t);
+    assert!(matches!(core.state(), NodeState::Holding(r) if r.contains("joint states stale")));
+    assert_eq!(tick.command, None, "already holding");
+    // Fresh inputs resume.
+    let tick = run_until_command(&mut core, &mut t, 2);
+    assert!(matches!(tick.command, Some(ArmCommand::Joints(_))));
+    // E-stop holds until released.
+    core.set_estop(true);
+    t += PERIOD;
+    ready(&mut core, t, 2);
+    let tick = core.tick(t);
+    assert!(matches!(tick.command, Some(ArmCommand::Hold(_))));
+    for _ in 0..3 {
+        t += PERIOD;
+        ready(&mut core, t, 2);
+        assert!(core.tick(t).command.is_none());
+        assert!(matches!(core.state(), NodeState::Holding(r) if r == "emergency stop"));
+    }
+    core.set_estop(false);
+    let tick = run_until_command(&mut core, &mut t, 2);
+    assert!(matches!(tick.command, Some(ArmCommand::Joints(_))));
+    // Camera stale (joints then stale while already holding), then the e-stop.
+    assert_eq!(core.counters.holds, 2);
+}
+
+#[test]
+fn bad_frames_hold_and_are_reported() {
+    let mut core = joint_core(FakePolicy::new(2, 4, 0.1), Violation::Clamp);
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("pick"), t).unwrap();
+    let bad = CameraFrame::Raw(crate::ros::msgs::sensor_msgs::Image {
+        width: 8,
+        height: 8,
+        encoding: "16UC1".into(),
+        step: 16,
+        data: vec![0; 128],
+        ..Default::default()
+    });
+    t += PERIOD;
+    core.on_image(bad, t);
+    core.on_joint_state(&js(2, 0.0), t).unwrap();
+    core.tick(t);
+    assert!(core.wait_worker(WAIT));
+    t += PERIOD;
+    core.on_joint_state(&js(2, 0.0), t).unwrap();
+    let tick = core.tick(t);
+    assert!(matches!(tick.command, Some(ArmCommand::Hold(_))));
+    assert_eq!(core.counters.bad_frames, 1);
+    assert!(
+        core.counters.last_error.contains("16UC1"),
+        "{}",
+        core.counters.last_error
+    );
+    assert!(core.goal_epoch().is_some(), "the goal waits for good frames");
+}
+
+#[test]
+fn unknown_joint_names_are_reported_and_hold() {
+    let mut core = joint_core(FakePolicy::new(2, 4, 0.1), Violation::Clamp);
+    let t = Instant::now();
+    core.on_image(frame(), t);
+    let wrong = JointState {
+        name: vec!["shoulder".into(), "elbow".into()],
+        position: vec![0.0, 0.0],
+        ..Default::default()
+    };
+    assert!(core
+        .on_joint_state(&wrong, t)
+        .unwrap_err()
+        .contains("none of the configured joints"));
+    assert_eq!(core.counters.bad_joint_states, 1);
+    assert!(core
+        .start_goal(goal("pick"), t)
+        .unwrap_err()
+        .contains("no fresh joint state"));
+}
+
+#[test]
+fn inference_errors_abort() {
+    let mut core = joint_core(FakePolicy::new(2, 4, 0.1), Violation::Clamp);
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("fail"), t).unwrap();
+    let tick = run_until_command(&mut core, &mut t, 2);
+    let end = tick.ended.unwrap();
+    assert!(end.reason.contains("model failed"), "{}", end.reason);
+    assert_eq!(core.counters.inference_errors, 1);
+}
+
+#[test]
+fn dry_run_marks_commands_not_to_actuate() {
+    let dim = 2;
+    let limits = JointLimits::new(
+        None,
+        None,
+        Some(vec![10.0; dim]),
+        Some(vec![1.0; dim]),
+        dim,
+        Violation::Clamp,
+    )
+    .unwrap();
+    let mut s = settings(ArmKind::Joints(limits), dim);
+    s.dry_run = true;
+    let post = PostProcessor::new(Preset::RealWorld, None, None).unwrap();
+    let mut core = ArmCore::new(s, post, InferenceWorker::spawn(FakePolicy::new(2, 4, 0.1)).unwrap());
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("pick"), t).unwrap();
+    let tick = run_until_command(&mut core, &mut t, 2);
+    assert!(!tick.actuate);
+    assert!(tick.feedback.is_some() && tick.command.is_some());
+}
+
+#[test]
+fn eef_deltas_become_pose_targets_inside_the_workspace() {
+    let ws = Workspace::new([0.0, -0.5, 0.0], [0.8, 0.5, 0.45], 0.05, Violation::Clamp).unwrap();
+    let kind = ArmKind::Eef {
+        workspace: ws,
+        initial: [0.4, 0.0, 0.3, 0.0, 0.0, 0.0],
+        translation_scale: 1.0,
+        rotation_scale: 1.0,
+    };
+    let mut s = settings(kind, 7);
+    s.require_joints = false;
+    s.joint_names.clear();
+    let post = PostProcessor::new(Preset::Calvin, None, None).unwrap();
+    // Each row: +0.1 m on every axis (clamped to 0.05 m per step), gripper 0.1 → +1.
+    let mut core = ArmCore::new(s, post, InferenceWorker::spawn(FakePolicy::new(7, 4, 0.1)).unwrap());
+    let mut t = Instant::now();
+    core.on_image(frame(), t);
+    core.start_goal(goal("push"), t).unwrap();
+    let mut tick = Tick::default();
+    for _ in 0..20 {
+        t += PERIOD;
+        core.on_image(frame(), t);
+        tick = core.tick(t);
+        if tick.command.is_some() {
+            break;
+        }
+        core.wait_worker(WAIT);
+    }
+    match tick.command {
+        Some(ArmCommand::Pose(p)) => {
+            assert_eq!(p.gripper, 1.0);
+            let first = position(&p.poses[0]);
+            let step = ((first[0] - 0.4).powi(2) + first[1].powi(2) + (first[2] - 0.3).powi(2)).sqrt();
+            assert!((step - 0.05).abs() < 1e-9, "step {step}");
+            assert!(p.poses.iter().all(|q| q.translation.z <= 0.45 + 1e-12));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(core.counters.clamp_events > 0);
+}

@@ -1,0 +1,580 @@
+//! Strict, typed node configuration from ROS parameters: unknown parameters are refused with the
+//! list of known ones, and cross-field rules (lengths of joint names and limits, ranges) are checked
+//! before any socket is opened or any weight is loaded.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::model::generate::Decoding;
+use crate::ros::Params;
+use crate::runtime::device::{parse_device, parse_dtype};
+use crate::runtime::postprocess::Preset;
+use crate::runtime::preprocess::ResizeMethod;
+use crate::runtime::session::{Execution, PolicyOptions};
+
+use super::error::NodeError;
+use super::safety::{JointLimits, Violation, Workspace};
+use super::scheduler::ChunkMode;
+
+/// Parameters every ROS node may receive from launch_ros besides its own.
+const ALWAYS_ALLOWED: &[&str] = &["use_sim_time"];
+/// Prefix of rclcpp's QoS override parameters (accepted and ignored).
+const QOS_OVERRIDES: &str = "qos_overrides.";
+/// Highest accepted control rate.
+const MAX_CONTROL_RATE_HZ: f64 = 1000.0;
+
+/// Reads parameters and remembers every name it was asked for, so unknown ones can be refused.
+pub struct ParamReader<'a> {
+    params: &'a Params,
+    known: Vec<&'static str>,
+}
+
+impl<'a> ParamReader<'a> {
+    pub fn new(params: &'a Params) -> Self {
+        Self {
+            params,
+            known: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, name: &'static str) -> &'static str {
+        self.known.push(name);
+        name
+    }
+
+    pub fn f64(&mut self, name: &'static str, default: f64) -> Result<f64, NodeError> {
+        let n = self.note(name);
+        Ok(self.params.f64_or(n, default)?)
+    }
+
+    pub fn positive(&mut self, name: &'static str, default: f64) -> Result<f64, NodeError> {
+        let v = self.f64(name, default)?;
+        if !(v.is_finite() && v > 0.0) {
+            return Err(NodeError::config(format!(
+                "'{name}' must be a positive number, got {v}"
+            )));
+        }
+        Ok(v)
+    }
+
+    pub fn bool(&mut self, name: &'static str, default: bool) -> Result<bool, NodeError> {
+        let n = self.note(name);
+        Ok(self.params.bool_or(n, default)?)
+    }
+
+    pub fn i64(&mut self, name: &'static str, default: i64) -> Result<i64, NodeError> {
+        let n = self.note(name);
+        Ok(self.params.i64_or(n, default)?)
+    }
+
+    pub fn string(&mut self, name: &'static str, default: &str) -> Result<String, NodeError> {
+        let n = self.note(name);
+        Ok(self.params.string_or(n, default)?)
+    }
+
+    pub fn opt_string(&mut self, name: &'static str) -> Result<Option<String>, NodeError> {
+        let n = self.note(name);
+        Ok(self.params.string(n)?.filter(|s| !s.is_empty()))
+    }
+
+    pub fn f64_array(&mut self, name: &'static str) -> Result<Option<Vec<f64>>, NodeError> {
+        let n = self.note(name);
+        Ok(self.params.f64_array(n)?.filter(|v| !v.is_empty()))
+    }
+
+    pub fn string_array(&mut self, name: &'static str) -> Result<Vec<String>, NodeError> {
+        let n = self.note(name);
+        Ok(self.params.string_array(n)?.unwrap_or_default())
+    }
+
+    /// Refuses parameters nobody asked for (typos would otherwise be silently ignored).
+    pub fn finish(self, node: &str) -> Result<(), NodeError> {
+        let unknown: Vec<&String> = self
+            .params
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| {
+                !self.known.contains(&k.as_str())
+                    && !ALWAYS_ALLOWED.contains(&k.as_str())
+                    && !k.starts_with(QOS_OVERRIDES)
+            })
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mut known = self.known.clone();
+        known.extend_from_slice(ALWAYS_ALLOWED);
+        known.sort_unstable();
+        known.dedup();
+        Err(NodeError::config(format!(
+            "unknown parameter(s) {} for {node}; known parameters: {}",
+            unknown.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", "),
+            known.join(", ")
+        )))
+    }
+}
+
+/// What loads the policy (checkpoint, head, conventions, device).
+#[derive(Clone, Debug)]
+pub struct PolicyConfig {
+    pub options: PolicyOptions,
+    /// libtorch intra-op threads (0: libtorch's choice).
+    pub threads: i64,
+}
+
+impl PolicyConfig {
+    fn read(r: &mut ParamReader) -> Result<Self, NodeError> {
+        let checkpoint = r
+            .opt_string("checkpoint")?
+            .ok_or_else(|| NodeError::config("'checkpoint' (the checkpoint directory) is required"))?;
+        let checkpoint = PathBuf::from(checkpoint);
+        let decoder = match r.opt_string("decoder")? {
+            Some(d) => {
+                let p = PathBuf::from(d);
+                if p.is_relative() && !p.exists() {
+                    checkpoint.join(p)
+                } else {
+                    p
+                }
+            }
+            None => return Err(NodeError::config("'decoder' (the action head file) is required")),
+        };
+        let mut o = PolicyOptions::new(&checkpoint, decoder);
+        o.device =
+            parse_device(&r.string("device", "cpu")?).map_err(|e| NodeError::config(format!("'device': {e}")))?;
+        o.dtype = parse_dtype(&r.string("dtype", "f32")?).map_err(|e| NodeError::config(format!("'dtype': {e}")))?;
+        let seed = r.i64("seed", -1)?;
+        o.seed = (seed >= 0).then_some(seed);
+        o.decoding = if r.bool("greedy", false)? {
+            Decoding::Greedy
+        } else {
+            Decoding::reference_sampling()
+        };
+        o.preset = match r.opt_string("preset")? {
+            Some(p) => Some(Preset::from_name(&p).ok_or_else(|| {
+                NodeError::config(format!(
+                    "'preset' is '{p}'; expected libero, bridge, calvin, real_world or r2r"
+                ))
+            })?),
+            None => None,
+        };
+        o.unnorm_key = r.opt_string("unnorm_key")?;
+        o.realworld_stats = r.opt_string("realworld_stats")?.map(PathBuf::from);
+        o.resize = match r.string("resize", "pil")?.as_str() {
+            "pil" => ResizeMethod::PilBicubic,
+            "opencv-cubic" => ResizeMethod::OpenCvCubic,
+            "opencv-area" => ResizeMethod::OpenCvArea,
+            other => {
+                return Err(NodeError::config(format!(
+                    "'resize' is '{other}'; expected pil, opencv-cubic or opencv-area"
+                )))
+            }
+        };
+        // The node schedules chunks itself; the session only provides raw chunks.
+        o.execution = Execution::Ensemble;
+        o.progress = false;
+        let threads = r.i64("threads", 0)?;
+        if threads < 0 {
+            return Err(NodeError::config("'threads' must be 0 (automatic) or positive"));
+        }
+        Ok(Self { options: o, threads })
+    }
+}
+
+/// Settings both nodes share.
+#[derive(Clone, Debug)]
+pub struct CommonConfig {
+    pub policy: PolicyConfig,
+    pub control_rate_hz: f64,
+    /// Camera topic (`sensor_msgs/Image`, or `CompressedImage` when `compressed`).
+    pub image_topic: String,
+    pub compressed: bool,
+    /// Subscribe to the camera reliably (default best effort, like camera drivers publish).
+    pub image_reliable: bool,
+    pub image_timeout: Duration,
+    /// Instruction topic (`std_msgs/String`) that starts/replaces a task, if enabled.
+    pub instruction_topic: Option<String>,
+    pub estop_topic: String,
+    pub dry_run: bool,
+    pub max_instruction_chars: usize,
+    pub chunk_mode: ChunkMode,
+    pub diagnostics_period: Duration,
+    pub publish_monitoring: bool,
+    pub frame_id: String,
+}
+
+impl CommonConfig {
+    fn read(r: &mut ParamReader, instruction_topic_default: bool) -> Result<Self, NodeError> {
+        let policy = PolicyConfig::read(r)?;
+        let control_rate_hz = r.positive("control_rate_hz", 10.0)?;
+        if control_rate_hz > MAX_CONTROL_RATE_HZ {
+            return Err(NodeError::config(format!(
+                "'control_rate_hz' must be at most {MAX_CONTROL_RATE_HZ}, got {control_rate_hz}"
+            )));
+        }
+        let compressed = r.bool("compressed", false)?;
+        let image_topic = r.string(
+            "image_topic",
+            if compressed {
+                "image_raw/compressed"
+            } else {
+                "image_raw"
+            },
+        )?;
+        let image_reliable = r.bool("image_reliable", false)?;
+        let image_timeout = Duration::from_secs_f64(r.positive("image_timeout_s", 1.0)?);
+        let use_instr = r.bool("use_instruction_topic", instruction_topic_default)?;
+        let instr = r.string("instruction_topic", "instruction")?;
+        let estop_topic = r.string("estop_topic", "estop")?;
+        let dry_run = r.bool("dry_run", false)?;
+        let max_chars = r.i64("max_instruction_chars", 1024)?;
+        if max_chars <= 0 {
+            return Err(NodeError::config("'max_instruction_chars' must be positive"));
+        }
+        // Both modes' parameters are read, so either may appear in a file shared between modes.
+        let ensemble_size = usize::try_from(r.i64("ensemble_size", 0)?)
+            .map_err(|_| NodeError::config("'ensemble_size' must be >= 0 (0: the preset's)"))?;
+        let replan_every = usize::try_from(r.i64("replan_every", 0)?).ok().filter(|&k| k > 0);
+        let chunk_mode = match r.string("execution", "ensemble")?.as_str() {
+            "ensemble" => ChunkMode::Ensemble { size: ensemble_size },
+            "open_loop" => ChunkMode::OpenLoop { replan_every },
+            other => {
+                return Err(NodeError::config(format!(
+                    "'execution' is '{other}'; expected ensemble or open_loop"
+                )))
+            }
+        };
+        Ok(Self {
+            policy,
+            control_rate_hz,
+            image_topic,
+            compressed,
+            image_reliable,
+            image_timeout,
+            instruction_topic: use_instr.then_some(instr),
+            estop_topic,
+            dry_run,
+            max_instruction_chars: max_chars as usize,
+            chunk_mode,
+            diagnostics_period: Duration::from_secs_f64(r.positive("diagnostics_period_s", 1.0)?),
+            publish_monitoring: r.bool("publish_monitoring", true)?,
+            frame_id: r.string("frame_id", "base_link")?,
+        })
+    }
+
+    /// One control period.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.control_rate_hz)
+    }
+}
+
+/// How the arm's actions are interpreted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArmOutput {
+    /// Absolute joint positions (real-world head) → `JointTrajectory` (topic or action).
+    Joints {
+        joint_names: Vec<String>,
+        limits: JointLimits,
+        trajectory_topic: String,
+        /// `control_msgs/FollowJointTrajectory` action name, when the controller only takes actions.
+        follow_action: Option<String>,
+    },
+    /// End-effector deltas (xyz, rpy, gripper; LIBERO/Bridge) → `PoseStamped` targets + gripper.
+    EefDelta {
+        pose_topic: String,
+        gripper_topic: String,
+        /// Start pose `[x, y, z, roll, pitch, yaw]` of the integration (in `frame_id`).
+        initial_pose: [f64; 6],
+        workspace: Workspace,
+        translation_scale: f64,
+        rotation_scale: f64,
+        /// Joint names to watch for staleness when a joint-state topic is used (may be empty).
+        joint_names: Vec<String>,
+    },
+}
+
+/// `univla_arm` settings.
+#[derive(Clone, Debug)]
+pub struct ArmConfig {
+    pub common: CommonConfig,
+    pub output: ArmOutput,
+    pub joint_state_topic: String,
+    pub joint_state_timeout: Duration,
+}
+
+fn fixed<const N: usize>(name: &str, v: Option<Vec<f64>>, default: [f64; N]) -> Result<[f64; N], NodeError> {
+    match v {
+        None => Ok(default),
+        Some(v) => v
+            .try_into()
+            .map_err(|v: Vec<f64>| NodeError::config(format!("'{name}' needs {N} values, got {}", v.len()))),
+    }
+}
+
+impl ArmConfig {
+    pub const NODE_NAME: &'static str = "univla_arm";
+
+    pub fn from_params(p: &Params) -> Result<Self, NodeError> {
+        let mut r = ParamReader::new(p);
+        let common = CommonConfig::read(&mut r, false)?;
+        let joint_state_topic = r.string("joint_state_topic", "joint_states")?;
+        let joint_state_timeout = Duration::from_secs_f64(r.positive("joint_state_timeout_s", 0.5)?);
+        let joint_names = r.string_array("joint_names")?;
+        let mut seen = std::collections::HashSet::new();
+        if let Some(d) = joint_names.iter().find(|n| !seen.insert(n.as_str())) {
+            return Err(NodeError::config(format!("'joint_names' lists '{d}' twice")));
+        }
+        let mode = match r.string("on_limit", "clamp")?.as_str() {
+            "clamp" => Violation::Clamp,
+            "refuse" => Violation::Refuse,
+            other => {
+                return Err(NodeError::config(format!(
+                    "'on_limit' is '{other}'; expected clamp or refuse"
+                )))
+            }
+        };
+        // Parameters of both action spaces are read (and so known) whichever is chosen.
+        let (pmin, pmax) = (r.f64_array("position_min")?, r.f64_array("position_max")?);
+        let (vmax, smax) = (r.f64_array("max_velocity")?, r.f64_array("max_step")?);
+        let follow = r.bool("use_follow_joint_trajectory", false)?;
+        let follow_name = r.string("follow_joint_trajectory_action", "follow_joint_trajectory")?;
+        let trajectory_topic = r.string("trajectory_topic", "joint_trajectory")?;
+        let initial_pose = fixed(
+            "initial_pose",
+            r.f64_array("initial_pose")?,
+            [0.4, 0.0, 0.3, 0.0, 0.0, 0.0],
+        )?;
+        let lo = fixed("workspace_min", r.f64_array("workspace_min")?, [-1.0, -1.0, -0.2])?;
+        let hi = fixed("workspace_max", r.f64_array("workspace_max")?, [1.0, 1.0, 1.2])?;
+        let max_translation_step = r.positive("max_translation_step", 0.05)?;
+        let pose_topic = r.string("pose_topic", "eef_target")?;
+        let gripper_topic = r.string("gripper_topic", "gripper_command")?;
+        let translation_scale = r.positive("translation_scale", 1.0)?;
+        let rotation_scale = r.positive("rotation_scale", 1.0)?;
+        let output = match r.string("action_space", "joint_position")?.as_str() {
+            "joint_position" => {
+                if joint_names.is_empty() {
+                    return Err(NodeError::config(
+                        "'joint_names' is required with action_space joint_position",
+                    ));
+                }
+                let n = joint_names.len();
+                let limits = JointLimits::new(pmin, pmax, vmax, smax, n, mode).map_err(NodeError::Config)?;
+                ArmOutput::Joints {
+                    joint_names,
+                    limits,
+                    trajectory_topic,
+                    follow_action: follow.then_some(follow_name),
+                }
+            }
+            "eef_delta" => {
+                let workspace = Workspace::new(lo, hi, max_translation_step, mode).map_err(NodeError::Config)?;
+                if !workspace.contains(&[initial_pose[0], initial_pose[1], initial_pose[2]]) {
+                    return Err(NodeError::config("'initial_pose' lies outside the workspace"));
+                }
+                ArmOutput::EefDelta {
+                    pose_topic,
+                    gripper_topic,
+                    initial_pose,
+                    workspace,
+                    translation_scale,
+                    rotation_scale,
+                    joint_names,
+                }
+            }
+            other => {
+                return Err(NodeError::config(format!(
+                    "'action_space' is '{other}'; expected joint_position or eef_delta"
+                )))
+            }
+        };
+        r.finish(Self::NODE_NAME)?;
+        Ok(Self {
+            common,
+            output,
+            joint_state_topic,
+            joint_state_timeout,
+        })
+    }
+
+    /// Joint names used for proprio and staleness checks.
+    pub fn joint_names(&self) -> &[String] {
+        match &self.output {
+            ArmOutput::Joints { joint_names, .. } | ArmOutput::EefDelta { joint_names, .. } => joint_names,
+        }
+    }
+
+    /// Checks the configuration against the loaded head (action width, proprio).
+    pub fn check_model(&self, action_dim: usize, needs_proprio: bool, preset: Preset) -> Result<(), NodeError> {
+        match &self.output {
+            ArmOutput::Joints { joint_names, .. } => {
+                if joint_names.len() != action_dim {
+                    return Err(NodeError::config(format!(
+                        "'joint_names' has {} names but the action head outputs {action_dim} values per step",
+                        joint_names.len()
+                    )));
+                }
+                if preset == Preset::R2r {
+                    return Err(NodeError::config("an R2R head drives a base: use univla_nav"));
+                }
+            }
+            ArmOutput::EefDelta { .. } => {
+                if !matches!(preset, Preset::Libero | Preset::Bridge | Preset::Calvin) || action_dim != 7 {
+                    return Err(NodeError::config(format!(
+                        "action_space eef_delta needs a 7-D LIBERO/Bridge/CALVIN head, got {preset:?} with {action_dim} values"
+                    )));
+                }
+            }
+        }
+        if needs_proprio && self.joint_names().len() != action_dim {
+            return Err(NodeError::config(format!(
+                "the head needs {action_dim} proprio values: list them in 'joint_names'"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The velocity profile of the discrete R2R actions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NavProfile {
+    pub forward_m: f64,
+    pub turn_deg: f64,
+    pub linear_speed: f64,
+    pub angular_speed_deg: f64,
+    /// Pause after a motion before the next image is used (the camera must see the new pose).
+    pub settle: Duration,
+}
+
+/// `univla_nav` settings.
+#[derive(Clone, Debug)]
+pub struct NavConfig {
+    pub common: CommonConfig,
+    pub cmd_vel_topic: String,
+    pub twist_stamped: bool,
+    pub profile: NavProfile,
+    /// Decisions after which a goal without STOP ends (0: none besides the goal's own limit).
+    pub max_decisions: u32,
+}
+
+impl NavConfig {
+    pub const NODE_NAME: &'static str = "univla_nav";
+
+    pub fn from_params(p: &Params) -> Result<Self, NodeError> {
+        let mut r = ParamReader::new(p);
+        let common = CommonConfig::read(&mut r, true)?;
+        let profile = NavProfile {
+            forward_m: r.positive("forward_m", crate::runtime::postprocess::NAV_FORWARD_M)?,
+            turn_deg: r.positive("turn_deg", crate::runtime::postprocess::NAV_TURN_DEG)?,
+            linear_speed: r.positive("linear_speed", 0.25)?,
+            angular_speed_deg: r.positive("angular_speed_deg", 30.0)?,
+            settle: Duration::from_secs_f64(r.f64("settle_s", 0.2)?.max(0.0)),
+        };
+        let max_decisions = r.i64("max_decisions", 500)?;
+        let cfg = Self {
+            cmd_vel_topic: r.string("cmd_vel_topic", "cmd_vel")?,
+            twist_stamped: r.bool("twist_stamped", false)?,
+            profile,
+            max_decisions: u32::try_from(max_decisions.max(0)).unwrap_or(u32::MAX),
+            common,
+        };
+        r.finish(Self::NODE_NAME)?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ros::RosArgs;
+
+    fn params(args: &[&str]) -> Params {
+        let mut v = vec!["node", "--ros-args"];
+        v.extend_from_slice(args);
+        let (a, _) = RosArgs::parse(v).unwrap();
+        a.resolve_node("univla_arm", "/").unwrap().params
+    }
+
+    const BASE: &[&str] = &["-p", "checkpoint:=/ckpt", "-p", "decoder:=/ckpt/head.safetensors"];
+
+    fn arm(extra: &[&str]) -> Result<ArmConfig, NodeError> {
+        let mut v = BASE.to_vec();
+        v.extend_from_slice(extra);
+        ArmConfig::from_params(&params(&v))
+    }
+
+    #[test]
+    fn unknown_parameter_lists_known_ones() {
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "contol_rate_hz:=5"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown parameter(s) 'contol_rate_hz'"), "{e}");
+        assert!(e.contains("control_rate_hz"), "{e}");
+        assert!(e.contains("use_sim_time"), "{e}");
+        // use_sim_time and QoS overrides are always accepted.
+        arm(&[
+            "-p",
+            "joint_names:=[a]",
+            "-p",
+            "use_sim_time:=true",
+            "-p",
+            "qos_overrides./x.depth:=3",
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn joint_limits_lengths_are_cross_checked() {
+        let e = arm(&["-p", "joint_names:=[a, b]", "-p", "position_min:=[0.0]"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("position_min") && e.contains("2"), "{e}");
+        let e = arm(&["-p", "joint_names:=[a, a]"]).unwrap_err().to_string();
+        assert!(e.contains("twice"), "{e}");
+        let e = arm(&[]).unwrap_err().to_string();
+        assert!(e.contains("joint_names"), "{e}");
+        let c = arm(&["-p", "joint_names:=[a, b]", "-p", "max_step:=[0.1, 0.2]"]).unwrap();
+        assert!(c
+            .check_model(3, false, Preset::RealWorld)
+            .unwrap_err()
+            .to_string()
+            .contains("2 names"));
+        c.check_model(2, false, Preset::RealWorld).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = ArmConfig::from_params(&params(&["-p", "decoder:=x"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'checkpoint'"), "{e}");
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "control_rate_hz:=0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("control_rate_hz"), "{e}");
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "execution:=sometimes"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ensemble or open_loop"), "{e}");
+        let e = arm(&[
+            "-p",
+            "action_space:=eef_delta",
+            "-p",
+            "initial_pose:=[5.0, 0.0, 0.0, 0.0, 0.0, 0.0]",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("workspace"), "{e}");
+    }
+
+    #[test]
+    fn nav_defaults() {
+        let c = NavConfig::from_params(&params(BASE)).unwrap();
+        assert_eq!(c.profile.forward_m, 0.25);
+        assert_eq!(c.profile.turn_deg, 15.0);
+        assert_eq!(c.common.instruction_topic.as_deref(), Some("instruction"));
+        assert!(!c.common.dry_run);
+        let a = arm(&["-p", "joint_names:=[a]"]).unwrap();
+        assert_eq!(a.common.instruction_topic, None);
+        assert_eq!(a.common.chunk_mode, ChunkMode::Ensemble { size: 0 });
+    }
+}

@@ -1,0 +1,304 @@
+//! ROS plumbing shared by both nodes: the action-server bridge thread, policy loading on the
+//! worker thread, shutdown signals and small message helpers.
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::ros::action::{CancelRequest, GoalId, GoalOutcome, GoalRequest, RosActionServer, ServerEvent};
+use crate::ros::msgs::univla_msgs::{Execute, ExecuteFeedback, ExecuteGoal, ExecuteResult};
+use crate::runtime::postprocess::{PostProcessor, Preset};
+use crate::runtime::session::{Policy, Session};
+
+use super::config::PolicyConfig;
+use super::error::NodeError;
+use super::worker::InferenceWorker;
+
+/// `std_msgs/Float64` (gripper commands).
+#[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
+pub struct Float64 {
+    pub data: f64,
+}
+crate::ros::msgs::ros_message!(Float64, "std_msgs", "Float64");
+
+/// How long a finished goal waits for the client to fetch its result.
+const RESULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the loaded model looks like to the node.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub action_dim: usize,
+    pub window: usize,
+    pub needs_proprio: bool,
+    pub preset: Preset,
+    pub post: PostProcessor,
+    pub temporal_size: usize,
+}
+
+/// Loads the policy once, on the inference thread, with a progress log.
+pub fn load_policy(cfg: &PolicyConfig) -> Result<(InferenceWorker, ModelInfo), NodeError> {
+    let opts = cfg.options.clone();
+    let threads = cfg.threads;
+    tracing::info!(
+        "loading checkpoint {} with head {} on {:?}",
+        opts.checkpoint.display(),
+        opts.decoder.display(),
+        opts.device
+    );
+    let start = Instant::now();
+    let (worker, info) = InferenceWorker::spawn_with(move || {
+        if threads > 0 {
+            tch::set_num_threads(threads as i32);
+        }
+        let policy = Policy::load(opts).map_err(|e| e.to_string())?;
+        let info = ModelInfo {
+            action_dim: policy.head().action_dim() as usize,
+            window: policy.head().window() as usize,
+            needs_proprio: policy.head().needs_proprio(),
+            preset: policy.preset(),
+            post: policy.post_processor().clone(),
+            temporal_size: policy.temporal_size(),
+        };
+        let session = Session::new(policy).map_err(|e| e.to_string())?;
+        Ok((session, info))
+    })?;
+    tracing::info!(
+        "policy loaded in {:.1} s: {:?} head, {} values × {} steps",
+        start.elapsed().as_secs_f64(),
+        info.preset,
+        info.action_dim,
+        info.window
+    );
+    Ok((worker, info))
+}
+
+/// Sets the returned flag on SIGINT or SIGTERM (what `ros2 launch` sends on Ctrl-C).
+pub fn shutdown_flag() -> Result<Arc<AtomicBool>, NodeError> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&flag);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| NodeError::Thread(format!("signal runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("univla-signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let term = async {
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                        Ok(mut s) => {
+                            s.recv().await;
+                        }
+                        Err(_) => futures::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term => {}
+                }
+                f.store(true, Ordering::SeqCst);
+            })
+        })
+        .map_err(|e| NodeError::Thread(format!("univla-signals: {e}")))?;
+    Ok(flag)
+}
+
+/// An action event for the control loop.
+#[derive(Debug)]
+pub enum ActionEvent {
+    Goal {
+        id: GoalId,
+        goal: ExecuteGoal,
+    },
+    /// `key` identifies the request for [`ActionBridge::answer_cancel`].
+    Cancel {
+        key: u64,
+        goals: Vec<GoalId>,
+    },
+}
+
+enum Command {
+    Accept(GoalId),
+    Reject(GoalId),
+    Feedback(GoalId, ExecuteFeedback),
+    Finish(GoalId, GoalOutcome, ExecuteResult),
+    AnswerCancel(u64, Vec<GoalId>),
+}
+
+type BoxFut = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Runs the `Execute` action server on its own thread; the control loop talks to it with
+/// non-blocking calls.
+pub struct ActionBridge {
+    events: std_mpsc::Receiver<ActionEvent>,
+    commands: tokio::sync::mpsc::UnboundedSender<Command>,
+}
+
+impl ActionBridge {
+    pub fn start(server: RosActionServer<Execute>) -> Result<Self, NodeError> {
+        let (ev_tx, events) = std_mpsc::channel();
+        let (commands, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| NodeError::Thread(format!("action runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name("univla-action".into())
+            .spawn(move || rt.block_on(serve(Arc::new(server), ev_tx, cmd_rx)))
+            .map_err(|e| NodeError::Thread(format!("univla-action: {e}")))?;
+        Ok(Self { events, commands })
+    }
+
+    pub fn try_event(&self) -> Option<ActionEvent> {
+        self.events.try_recv().ok()
+    }
+
+    fn send(&self, c: Command) {
+        if self.commands.send(c).is_err() {
+            tracing::error!("action server thread has stopped");
+        }
+    }
+
+    pub fn accept(&self, id: GoalId) {
+        self.send(Command::Accept(id));
+    }
+
+    pub fn reject(&self, id: GoalId) {
+        self.send(Command::Reject(id));
+    }
+
+    pub fn feedback(&self, id: GoalId, fb: ExecuteFeedback) {
+        self.send(Command::Feedback(id, fb));
+    }
+
+    pub fn finish(&self, id: GoalId, outcome: GoalOutcome, result: ExecuteResult) {
+        self.send(Command::Finish(id, outcome, result));
+    }
+
+    pub fn answer_cancel(&self, key: u64, accept: Vec<GoalId>) {
+        self.send(Command::AnswerCancel(key, accept));
+    }
+}
+
+type Event = Result<ServerEvent<Execute>, crate::ros::RosError>;
+
+fn next_event(server: &Arc<RosActionServer<Execute>>) -> Pin<Box<dyn Future<Output = Event>>> {
+    let s = Arc::clone(server);
+    Box::pin(async move { s.next_event().await })
+}
+
+async fn serve(
+    server: Arc<RosActionServer<Execute>>,
+    events: std_mpsc::Sender<ActionEvent>,
+    mut commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+) {
+    let mut pending: HashMap<GoalId, GoalRequest<Execute>> = HashMap::new();
+    let mut active = HashMap::new();
+    let mut cancels: HashMap<u64, CancelRequest> = HashMap::new();
+    let mut next_key = 0u64;
+    let mut finishing: FuturesUnordered<BoxFut> = FuturesUnordered::new();
+    let mut event_fut = next_event(&server);
+    loop {
+        tokio::select! {
+            ev = &mut event_fut => {
+                event_fut = next_event(&server);
+                let msg = match ev {
+                    Ok(ServerEvent::Goal(req)) => {
+                        let msg = ActionEvent::Goal { id: req.id, goal: req.goal.clone() };
+                        pending.insert(req.id, req);
+                        msg
+                    }
+                    Ok(ServerEvent::Cancel(c)) => {
+                        next_key += 1;
+                        let msg = ActionEvent::Cancel { key: next_key, goals: c.goals.clone() };
+                        cancels.insert(next_key, c);
+                        msg
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        continue;
+                    }
+                };
+                if events.send(msg).is_err() {
+                    break;
+                }
+            }
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { break };
+                let r = match cmd {
+                    Command::Accept(id) => match pending.remove(&id) {
+                        Some(req) => server.accept(req).await.map(|g| { active.insert(id, g); }),
+                        None => Ok(()),
+                    },
+                    Command::Reject(id) => match pending.remove(&id) {
+                        Some(req) => server.reject(req).await,
+                        None => Ok(()),
+                    },
+                    Command::Feedback(id, fb) => match active.get(&id) {
+                        Some(g) => server.publish_feedback(g, fb).await,
+                        None => Ok(()),
+                    },
+                    Command::Finish(id, outcome, result) => {
+                        if let Some(g) = active.remove(&id) {
+                            let s = Arc::clone(&server);
+                            finishing.push(Box::pin(async move {
+                                match tokio::time::timeout(RESULT_TIMEOUT, s.finish(g, outcome, result)).await {
+                                    Ok(Ok(())) => {}
+                                    Ok(Err(e)) => tracing::warn!("{e}"),
+                                    Err(_) => tracing::warn!("goal {id}: nobody fetched the result"),
+                                }
+                            }));
+                        }
+                        Ok(())
+                    }
+                    Command::AnswerCancel(key, ids) => match cancels.remove(&key) {
+                        Some(c) => server.answer_cancel(&c, &ids).await,
+                        None => Ok(()),
+                    },
+                };
+                if let Err(e) = r {
+                    tracing::warn!("{e}");
+                }
+            }
+            Some(()) = finishing.next(), if !finishing.is_empty() => {}
+        }
+    }
+}
+
+/// The result message for an ended goal.
+pub fn result_msg(outcome: u8, steps: u32, reason: &str) -> ExecuteResult {
+    ExecuteResult {
+        outcome,
+        steps,
+        reason: reason.to_string(),
+    }
+}
+
+/// Feedback message.
+pub fn feedback_msg(step: u32, latent_ids: &[i64], latency_ms: f32, commanded: Vec<f64>) -> ExecuteFeedback {
+    ExecuteFeedback {
+        step,
+        latent_tokens: latent_ids.iter().map(|&i| i32::try_from(i).unwrap_or(-1)).collect(),
+        inference_latency_ms: latency_ms,
+        commanded_action: commanded,
+    }
+}
+
+/// The goal's time limit, if any.
+pub fn time_limit(goal: &ExecuteGoal) -> Option<Duration> {
+    (!goal.time_limit.is_zero()).then(|| goal.time_limit.to_std()).flatten()
+}
+
+/// `<ACT_i>` text of latent ids (`<ACT_i>` = 32001 + i).
+pub fn latent_text(ids: &[i64]) -> String {
+    ids.iter()
+        .map(|&i| format!("<ACT_{}>", i - crate::model::prompt::ACT_TOKEN_BASE))
+        .collect()
+}

@@ -1,0 +1,105 @@
+//! The shipped configs, launch-style invocations and the rviz file parse into valid node settings
+//! (no DDS, no model).
+use std::path::PathBuf;
+
+use univla_ros::node::config::{ArmConfig, ArmOutput, NavConfig};
+use univla_ros::node::scheduler::ChunkMode;
+use univla_ros::ros::RosArgs;
+
+fn path(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+/// Arguments as launch_ros builds them for `Node(name=…, namespace=…, parameters=[file, {…}])`:
+/// the user file, then a generated file with the dict overrides.
+fn launch_args(config: &str, overrides: &std::path::Path, name: &str) -> RosArgs {
+    let config = path(config);
+    let overrides = overrides.display().to_string();
+    let argv = [
+        "/install/lib/univla_ros/node",
+        "--ros-args",
+        "-r",
+        &format!("__node:={name}"),
+        "-r",
+        "__ns:=/robot",
+        "--params-file",
+        &config,
+        "--params-file",
+        &overrides,
+        "-r",
+        "image_raw:=/camera/color/image_raw",
+    ];
+    RosArgs::parse(argv).unwrap().0
+}
+
+fn overrides(dir: &std::path::Path, name: &str) -> PathBuf {
+    let p = dir.join("launch_params.yaml");
+    std::fs::write(
+        &p,
+        format!("/robot/{name}:\n  ros__parameters:\n    use_sim_time: false\n    dry_run: true\n    checkpoint: /ckpt\n    device: cpu\n"),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn piper_config_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = launch_args("config/piper_realworld.yaml", &overrides(dir.path(), "arm"), "arm");
+    let id = args.resolve_node(ArmConfig::NODE_NAME, "/").unwrap();
+    assert_eq!(id.fqn, "/robot/arm");
+    assert_eq!(id.resolve_topic("image_raw").unwrap(), "/camera/color/image_raw");
+    let cfg = ArmConfig::from_params(&id.params).unwrap();
+    assert!(cfg.common.dry_run, "the launch override wins");
+    assert_eq!(cfg.common.policy.options.checkpoint, PathBuf::from("/ckpt"));
+    assert_eq!(cfg.joint_names().len(), 7);
+    match &cfg.output {
+        ArmOutput::Joints { limits, .. } => {
+            assert_eq!(limits.max_step.len(), 7);
+            assert!(limits.min.iter().zip(&limits.max).all(|(a, b)| a < b));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cfg.common.chunk_mode, ChunkMode::Ensemble { size: 0 });
+}
+
+#[test]
+fn libero_config_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = launch_args("config/libero_eef.yaml", &overrides(dir.path(), "eef"), "eef");
+    let cfg = ArmConfig::from_params(&args.resolve_node(ArmConfig::NODE_NAME, "/").unwrap().params).unwrap();
+    assert!(matches!(cfg.output, ArmOutput::EefDelta { .. }));
+    assert_eq!(
+        cfg.common.policy.options.unnorm_key.as_deref(),
+        Some("libero_10_no_noops")
+    );
+}
+
+#[test]
+fn r2r_config_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = launch_args("config/r2r_base.yaml", &overrides(dir.path(), "nav"), "nav");
+    let cfg = NavConfig::from_params(&args.resolve_node(NavConfig::NODE_NAME, "/").unwrap().params).unwrap();
+    assert_eq!(cfg.profile.forward_m, 0.25);
+    assert_eq!(cfg.profile.turn_deg, 15.0);
+    assert_eq!(cfg.common.instruction_topic.as_deref(), Some("instruction"));
+}
+
+#[test]
+fn rviz_and_launch_files_name_the_node_topics() {
+    let rviz = std::fs::read_to_string(path("config/univla.rviz")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&rviz).unwrap();
+    assert!(doc.get("Visualization Manager").is_some());
+    assert!(rviz.contains("/univla_arm/chunk_markers") && rviz.contains("/univla_arm/input_image"));
+    for (file, exe) in [
+        ("launch/arm.launch.py", "univla_arm"),
+        ("launch/nav.launch.py", "univla_nav"),
+    ] {
+        let text = std::fs::read_to_string(path(file)).unwrap();
+        assert!(text.contains(&format!("executable='{exe}'")), "{file}");
+        assert!(text.contains("package='univla_ros'"), "{file}");
+    }
+}
