@@ -352,11 +352,38 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     })
 }
 
+/// Writes tensors as safetensors with the `{"format": "pt"}` header metadata that
+/// `save_pretrained` writes (transformers refuses files without it).
 fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    Tensor::write_safetensors(tensors, path).map_err(|e| ModelError::Format {
+    let err = |reason: String| ModelError::Format {
         path: path.into(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let mut buffers = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.contiguous();
+        let dtype = match t.kind() {
+            Kind::Float => safetensors::Dtype::F32,
+            Kind::BFloat16 => safetensors::Dtype::BF16,
+            Kind::Half => safetensors::Dtype::F16,
+            other => return Err(err(format!("tensor `{name}` has unsupported kind {other:?}"))),
+        };
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.copy_data_u8(&mut bytes, numel);
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        buffers.push((name.clone(), dtype, shape, bytes));
+    }
+    let views = buffers
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| err(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| err(e.to_string()))
 }
 
 /// The synthetic tokenizer files (LLaMA-2 id layout) shipped with the project.
@@ -526,4 +553,31 @@ pub fn write_checkpoint(
         &json!({"note": "sizes of the synthetic heads; the official code hard-codes n_heads = 8", "decoders": decoders}),
     )?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_files_carry_hf_metadata_and_reload_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.safetensors");
+        let a = Tensor::arange(6, (Kind::Float, Device::Cpu))
+            .view([2, 3])
+            .to_kind(Kind::BFloat16);
+        write_tensors(&path, &[("a.weight".into(), a.shallow_clone())]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(
+            meta.metadata()
+                .as_ref()
+                .and_then(|m| m.get("format"))
+                .map(String::as_str),
+            Some("pt")
+        );
+        let back = Tensor::read_safetensors(&path).unwrap();
+        assert_eq!(back[0].0, "a.weight");
+        assert!(back[0].1.equal(&a));
+    }
 }

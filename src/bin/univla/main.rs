@@ -6,6 +6,7 @@ mod common;
 mod eval_bag;
 mod infer;
 mod make_checkpoint;
+mod synthetic_robot;
 
 /// Run and evaluate the UniVLA robot policy on LibTorch.
 #[derive(Parser)]
@@ -28,6 +29,9 @@ enum Command {
     EvalBag(Box<eval_bag::EvalArgs>),
     /// Measure eval-bag's overhead outside the model on a synthetic 640×480 bag.
     BenchBag(univla_ros::bag::bench::BenchBagArgs),
+    /// Publish a synthetic camera, joint states and an instruction over DDS (try the nodes
+    /// without a robot).
+    SyntheticRobot(synthetic_robot::SyntheticRobotArgs),
     /// Write a small random checkpoint in the official on-disk format (no downloads needed).
     MakeCheckpoint(make_checkpoint::MakeCheckpointArgs),
 }
@@ -43,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::MakeCheckpoint(args) => make_checkpoint::run(args),
         Command::EvalBag(args) => eval_bag::run(*args),
         Command::BenchBag(args) => eval_bag::run_bench(args),
+        Command::SyntheticRobot(args) => synthetic_robot::run(args),
         Command::Label(args) => {
             univla_ros::lam::run_label_cli(&args)?;
             Ok(())
