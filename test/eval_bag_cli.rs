@@ -129,3 +129,67 @@ fn eval_bag_with_real_engine_writes_report_plots_and_predictions() {
     }
     assert_eq!(report["episodes"][0]["metrics"]["frames"], 6);
 }
+
+#[test]
+fn label_command_reads_camera_frames_from_a_bag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bag = tmp.path().join("lam_bag");
+    let mut w = McapBagWriter::create(&bag, WriterOptions::default()).unwrap();
+    let lam_dir = common::fixture().join("lam");
+    for k in 0..4 {
+        let img = RgbImage::load(lam_dir.join(format!("frame{}.png", k % 2))).unwrap();
+        let t = T0 + k as i64 * PERIOD_NS;
+        let image = Image {
+            header: Header {
+                stamp: Time::from_nanos(t),
+                frame_id: "camera".into(),
+            },
+            height: img.height(),
+            width: img.width(),
+            encoding: "rgb8".into(),
+            is_bigendian: 0,
+            step: img.width() * 3,
+            data: img.as_raw().to_vec(),
+        };
+        w.write("/cam", t, &image).unwrap();
+    }
+    w.finish().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_univla"))
+        .args([
+            "label",
+            "--interval",
+            "1",
+            "--encoder-heads",
+            "4",
+            "--dino-heads",
+            "3",
+            "--camera",
+            "/cam",
+        ])
+        .arg("--checkpoint")
+        .arg(lam_dir.join("lam_model.safetensors"))
+        .arg("--bag")
+        .arg(&bag)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "univla label failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lam_dir.join("lam_golden.json")).unwrap()).unwrap();
+    let text = report.to_string();
+    assert_eq!(report["num_frames"], 4, "{text}");
+    assert_eq!(report["steps"].as_array().unwrap().len(), 3, "{text}");
+    // The first pair is the golden (frame0 → frame1) pair.
+    let want: String = golden["latent_action_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let first = report["steps"][0].to_string();
+    assert!(first.contains(&want), "first pair {first}, golden {want}");
+}

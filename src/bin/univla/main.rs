@@ -5,6 +5,7 @@ mod bench;
 mod common;
 mod eval_bag;
 mod infer;
+mod label;
 mod make_checkpoint;
 mod synthetic_robot;
 
@@ -23,7 +24,7 @@ enum Command {
     /// Time full control steps on a synthetic 640×480 camera image (per-stage medians).
     Bench(bench::BenchArgs),
     /// Label frame pairs with task-centric latent actions using the latent action model.
-    Label(univla_ros::lam::LabelArgs),
+    Label(Box<label::LabelCmd>),
     /// Replay rosbag2 recordings through the policy and report how far its commands are from
     /// the recorded ones (JSON, table, plots, MCAP with predictions).
     EvalBag(Box<eval_bag::EvalArgs>),
@@ -48,9 +49,6 @@ fn main() -> anyhow::Result<()> {
         Command::EvalBag(args) => eval_bag::run(*args),
         Command::BenchBag(args) => eval_bag::run_bench(args),
         Command::SyntheticRobot(args) => synthetic_robot::run(args),
-        Command::Label(args) => {
-            univla_ros::lam::run_label_cli(&args)?;
-            Ok(())
-        }
+        Command::Label(args) => label::run(*args),
     }
 }
