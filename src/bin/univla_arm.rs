@@ -1,9 +1,7 @@
 //! `univla_arm`: the UniVLA manipulation node. See `univla_arm --help`.
-use anyhow::Context as _;
 use clap::Parser;
 use univla_ros::node::arm_node::run_arm;
-use univla_ros::node::ros_io::shutdown_flag;
-use univla_ros::ros::{logging, RosArgs};
+use univla_ros::node::ros_io::node_main;
 
 /// Runs the UniVLA policy on a camera stream and drives an arm (JointTrajectory, FollowJointTrajectory
 /// or PoseStamped end-effector targets), driven by the `~/execute` action (univla_msgs/action/Execute).
@@ -18,10 +16,6 @@ use univla_ros::ros::{logging, RosArgs};
 struct Cli {}
 
 fn main() -> anyhow::Result<()> {
-    let (ros_args, rest) = RosArgs::from_env().context("parsing --ros-args")?;
-    Cli::parse_from(rest);
-    logging::init_tracing(&ros_args);
-    let shutdown = shutdown_flag()?;
-    run_arm(&ros_args, shutdown)?;
+    node_main::<Cli>(run_arm)?;
     Ok(())
 }

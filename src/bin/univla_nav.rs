@@ -1,9 +1,7 @@
 //! `univla_nav`: the UniVLA navigation node. See `univla_nav --help`.
-use anyhow::Context as _;
 use clap::Parser;
 use univla_ros::node::nav_node::run_nav;
-use univla_ros::node::ros_io::shutdown_flag;
-use univla_ros::ros::{logging, RosArgs};
+use univla_ros::node::ros_io::node_main;
 
 /// Runs the UniVLA policy with an R2R head on a camera stream and drives a mobile base with
 /// geometry_msgs/Twist (or TwistStamped): forward 0.25 m and 15° turns at the configured speeds;
@@ -19,10 +17,6 @@ use univla_ros::ros::{logging, RosArgs};
 struct Cli {}
 
 fn main() -> anyhow::Result<()> {
-    let (ros_args, rest) = RosArgs::from_env().context("parsing --ros-args")?;
-    Cli::parse_from(rest);
-    logging::init_tracing(&ros_args);
-    let shutdown = shutdown_flag()?;
-    run_nav(&ros_args, shutdown)?;
+    node_main::<Cli>(run_nav)?;
     Ok(())
 }

@@ -9,65 +9,18 @@ use crate::ros::action::GoalOutcome;
 use crate::ros::msgs::sensor_msgs::JointState;
 use crate::ros::msgs::univla_msgs::ExecuteResult;
 use crate::runtime::postprocess::{Action, PostProcessor};
-use crate::runtime::preprocess::RgbImage;
 
+use super::core::{
+    camera_stale, check_camera, check_instruction, frame_counts, has_new_frame, take_frame, ControlCore, FrameInbox,
+    FrameTrace, InFrame,
+};
+pub use super::core::{Ended, GoalSpec, NodeState, StepFeedback};
 use super::diagnostics::Counters;
 use super::eef::{pose_from_xyz_rpy, position, EefDelta};
 use super::input::{CameraFrame, JointCache};
 use super::safety::{JointLimits, SafetyError, Workspace};
-use super::scheduler::{ChunkMode, ChunkScheduler};
+use super::scheduler::{Alignment, ChunkMode, ChunkScheduler};
 use super::worker::{InferenceWorker, Job, JobError};
-
-/// What the node is doing.
-#[derive(Clone, Debug, PartialEq)]
-pub enum NodeState {
-    Idle,
-    Running,
-    /// Running a goal but holding the robot, with the reason.
-    Holding(String),
-}
-
-impl NodeState {
-    pub fn label(&self) -> String {
-        match self {
-            NodeState::Idle => "idle".into(),
-            NodeState::Running => "running".into(),
-            NodeState::Holding(r) => format!("holding: {r}"),
-        }
-    }
-}
-
-/// A goal as the core sees it.
-#[derive(Clone, Debug, Default)]
-pub struct GoalSpec {
-    pub instruction: String,
-    /// 0: no limit.
-    pub max_steps: u32,
-    pub time_limit: Option<Duration>,
-    /// `""` (node default), `"ensemble"` or `"open_loop"`.
-    pub mode: String,
-}
-
-/// How a goal ended.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Ended {
-    pub epoch: u64,
-    pub status: GoalOutcome,
-    /// One of the `ExecuteResult` outcome constants.
-    pub outcome: u8,
-    pub steps: u32,
-    pub reason: String,
-}
-
-/// Per-step feedback.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StepFeedback {
-    pub epoch: u64,
-    pub step: u32,
-    pub latent_ids: Vec<i64>,
-    pub latency_ms: f32,
-    pub commanded: Vec<f64>,
-}
 
 /// A pose target with the gripper command.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,18 +39,8 @@ pub enum ArmCommand {
     Hold(Option<Vec<f64>>),
 }
 
-/// Everything one control step produced.
-#[derive(Clone, Debug, Default)]
-pub struct Tick {
-    pub command: Option<ArmCommand>,
-    /// False in dry-run mode: publish everything except actuator commands.
-    pub actuate: bool,
-    pub feedback: Option<StepFeedback>,
-    pub ended: Option<Ended>,
-    /// Latent tokens of an inference that finished this step.
-    pub latent_ids: Option<Vec<i64>>,
-    pub preview: Option<RgbImage>,
-}
+/// What one control step (or reaction) of the arm produced.
+pub type Tick = super::core::Tick<ArmCommand>;
 
 /// The arm's action space with its safety gate.
 #[derive(Clone, Debug)]
@@ -125,6 +68,8 @@ pub struct ArmSettings {
     pub max_instruction_chars: usize,
     pub dry_run: bool,
     pub chunk_mode: ChunkMode,
+    /// Where chunk rows start (measured latency or the reference's convention).
+    pub alignment: Alignment,
     pub action_dim: usize,
     /// Ensemble size when the mode says 0.
     pub default_ensemble: usize,
@@ -144,7 +89,13 @@ pub struct ArmCore {
     s: ArmSettings,
     post: PostProcessor,
     worker: InferenceWorker,
-    frames: crate::node::slot::LatestSlot<CameraFrame>,
+    frames: FrameInbox,
+    /// Wall time the worker last became free (to tell its queueing from our overhead).
+    worker_free: Instant,
+    /// Trace of the newest inference until a command computed from it goes out.
+    pending_trace: Option<FrameTrace>,
+    /// When the last control period started.
+    last_tick: Option<Instant>,
     joints: JointCache,
     estop: bool,
     goal: Option<Goal>,
@@ -170,7 +121,7 @@ fn ended(goal: &Goal, status: GoalOutcome, outcome: u8, reason: impl Into<String
 
 impl ArmCore {
     pub fn new(s: ArmSettings, post: PostProcessor, worker: InferenceWorker) -> Self {
-        let scheduler = ChunkScheduler::new(s.chunk_mode, s.action_dim, s.default_ensemble);
+        let scheduler = ChunkScheduler::new(s.chunk_mode, s.action_dim, s.default_ensemble).with_alignment(s.alignment);
         let pose = match &s.kind {
             ArmKind::Eef { initial, .. } => pose_from_xyz_rpy(initial),
             ArmKind::Joints(_) => Isometry3::identity(),
@@ -181,6 +132,9 @@ impl ArmCore {
             post,
             worker,
             frames: Default::default(),
+            worker_free: Instant::now(),
+            pending_trace: None,
+            last_tick: None,
             estop: false,
             goal: None,
             epoch: 0,
@@ -208,10 +162,9 @@ impl ArmCore {
         self.goal.as_ref().map(|g| g.instruction.as_str())
     }
 
+    /// A camera frame arrived (the driver's input thread puts into [`Self::frame_inbox`] instead).
     pub fn on_image(&mut self, frame: CameraFrame, now: Instant) {
-        self.frames.put(frame, now);
-        self.counters.frames_received = self.frames.received();
-        self.counters.frames_dropped = self.frames.dropped();
+        super::core::put_frame(&self.frames, frame, now);
     }
 
     /// Joint states with unknown names or malformed arrays are counted and reported.
@@ -240,16 +193,7 @@ impl ArmCore {
 
     /// Why a goal cannot start now, if it cannot.
     fn readiness(&self, spec: &GoalSpec, now: Instant) -> Result<Option<ChunkMode>, String> {
-        let chars = spec.instruction.chars().count();
-        if spec.instruction.trim().is_empty() {
-            return Err("empty instruction".into());
-        }
-        if chars > self.s.max_instruction_chars {
-            return Err(format!(
-                "instruction has {chars} characters, at most {} are accepted",
-                self.s.max_instruction_chars
-            ));
-        }
+        check_instruction(&spec.instruction, self.s.max_instruction_chars)?;
         let mode = match spec.mode.as_str() {
             "" => None,
             "ensemble" => Some(ChunkMode::Ensemble { size: 0 }),
@@ -259,13 +203,7 @@ impl ArmCore {
         if self.estop {
             return Err("emergency stop is engaged".into());
         }
-        match self.frames.age(now) {
-            None => return Err("no camera image received yet".into()),
-            Some(a) if a > self.s.image_timeout => {
-                return Err(format!("camera image is stale ({:.2} s old)", a.as_secs_f64()))
-            }
-            _ => {}
-        }
+        check_camera(&self.frames, now, self.s.image_timeout)?;
         if self.s.require_joints {
             let stale = self.joints.stale_joints(now, self.s.joint_timeout);
             if !stale.is_empty() {
@@ -295,7 +233,9 @@ impl ArmCore {
         });
         self.epoch += 1;
         let mode = mode.unwrap_or(self.s.chunk_mode);
-        self.scheduler = ChunkScheduler::new(mode, self.s.action_dim, self.s.default_ensemble);
+        self.scheduler =
+            ChunkScheduler::new(mode, self.s.action_dim, self.s.default_ensemble).with_alignment(self.s.alignment);
+        self.pending_trace = None;
         if let ArmKind::Eef { initial, .. } = &self.s.kind {
             self.pose = pose_from_xyz_rpy(initial);
         }
@@ -357,10 +297,12 @@ impl ArmCore {
         (p / self.s.period.as_secs_f64()).ceil() as u64
     }
 
-    fn collect_inference(&mut self, now: Instant, tick: &mut Tick) {
-        let Some(res) = self.worker.poll() else { return };
+    /// Uses a finished inference; true if a new chunk was scheduled.
+    fn collect_inference(&mut self, now: Instant, tick: &mut Tick) -> bool {
+        let Some(res) = self.worker.poll() else { return false };
+        self.worker_free = Instant::now();
         if Some(res.epoch) != self.goal_epoch() {
-            return; // a result for a goal that ended
+            return false; // a result for a goal that ended
         }
         match res.result {
             Ok(inf) => {
@@ -370,7 +312,15 @@ impl ArmCore {
                 tick.latent_ids = Some(inf.latent_ids);
                 tick.preview = inf.preview;
                 match self.scheduler.insert(res.step, inf.chunk, self.step) {
-                    Ok(late) => self.counters.late_steps += late as u64,
+                    Ok(late) => {
+                        self.counters.late_steps += late as u64;
+                        self.pending_trace = Some(FrameTrace {
+                            received: res.received,
+                            worker_wait: res.worker_wait,
+                            model: res.model,
+                        });
+                        return true;
+                    }
                     Err(e) => self.abort(format!("model output: {e}"), now, tick),
                 }
             }
@@ -383,10 +333,18 @@ impl ArmCore {
                 self.abort(format!("inference failed: {e}"), now, tick);
             }
         }
+        false
     }
 
-    /// Turns the planned rows into a checked command, or says why not.
-    fn command(&mut self, rows: &[Vec<f64>], now: Instant) -> Result<(ArmCommand, Vec<f64>), SafetyError> {
+    /// Turns the planned rows into a checked command, or says why not. `commit` advances the
+    /// integrated end-effector pose and counts clamps (a control step); without it the command is
+    /// a preview of the coming step.
+    fn command(
+        &mut self,
+        rows: &[Vec<f64>],
+        now: Instant,
+        commit: bool,
+    ) -> Result<(ArmCommand, Vec<f64>), SafetyError> {
         let actions: Vec<Action> = rows
             .iter()
             .map(|r| self.post.apply(r))
@@ -410,7 +368,9 @@ impl ArmCore {
                     .collect::<Result<_, _>>()?;
                 let current = self.joints.positions(now, self.s.joint_timeout);
                 let checked = limits.check(&points, current.as_deref(), self.s.period.as_secs_f64())?;
-                self.counters.clamp_events += u64::from(checked.clamps);
+                if commit {
+                    self.counters.clamp_events += u64::from(checked.clamps);
+                }
                 let first = checked.points[0].clone();
                 Ok((ArmCommand::Joints(checked.points), first))
             }
@@ -423,6 +383,7 @@ impl ArmCore {
                 let mut pose = self.pose;
                 let mut poses = Vec::with_capacity(actions.len());
                 let mut gripper = 0.0;
+                let mut clamps = 0;
                 for (k, a) in actions.iter().enumerate() {
                     let d = EefDelta::from_action(a, *translation_scale, *rotation_scale).ok_or_else(|| {
                         SafetyError::NonFinite {
@@ -430,8 +391,8 @@ impl ArmCore {
                         }
                     })?;
                     let mut next = d.apply(&pose);
-                    let (t, clamps) = workspace.check(position(&next), position(&pose))?;
-                    self.counters.clamp_events += u64::from(clamps);
+                    let (t, c) = workspace.check(position(&next), position(&pose))?;
+                    clamps += c;
                     next.translation.vector = t.into();
                     if k == 0 {
                         gripper = d.gripper;
@@ -440,7 +401,10 @@ impl ArmCore {
                     pose = next;
                 }
                 let first = poses[0];
-                self.pose = first;
+                if commit {
+                    self.pose = first;
+                    self.counters.clamp_events += u64::from(clamps);
+                }
                 let q = first.rotation;
                 let commanded = vec![
                     first.translation.x,
@@ -457,6 +421,55 @@ impl ArmCore {
         }
     }
 
+    /// Why the robot must hold now (e-stop, stale camera or joints), if it must.
+    fn hold_reason(&self, now: Instant) -> Option<String> {
+        if self.estop {
+            return Some("emergency stop".into());
+        }
+        if let Some(r) = camera_stale(&self.frames, now, self.s.image_timeout) {
+            return Some(r);
+        }
+        if self.s.require_joints {
+            let stale = self.joints.stale_joints(now, self.s.joint_timeout);
+            if !stale.is_empty() {
+                return Some(format!("joint states stale for {stale:?}"));
+            }
+        }
+        None
+    }
+
+    /// Submits the newest frame when the worker is idle and the scheduler wants a plan for `step`.
+    fn plan(&mut self, step: u64, now: Instant) {
+        if self.worker.is_busy()
+            || !has_new_frame(&self.frames)
+            || !self.scheduler.wants_plan(step, self.latency_steps())
+        {
+            return;
+        }
+        let Some(goal) = self.goal.as_ref() else { return };
+        let Some((InFrame { frame, received }, _)) = take_frame(&self.frames) else {
+            return;
+        };
+        let proprio = if self.s.needs_proprio {
+            self.joints.positions(now, self.s.joint_timeout)
+        } else {
+            None
+        };
+        let job = Job {
+            epoch: goal.epoch,
+            instruction: goal.instruction.clone(),
+            frame,
+            proprio,
+            step,
+            preview: self.s.preview,
+            received,
+            worker_wait: self.worker_free.saturating_duration_since(received),
+        };
+        if !self.worker.submit(job) {
+            tracing::debug!("worker busy, frame dropped");
+        }
+    }
+
     /// One control step at `now`.
     pub fn tick(&mut self, now: Instant) -> Tick {
         let mut tick = Tick {
@@ -464,6 +477,8 @@ impl ArmCore {
             ..Default::default()
         };
         self.counters.tick();
+        (self.counters.frames_received, self.counters.frames_dropped) = frame_counts(&self.frames);
+        self.last_tick = Some(now);
         self.collect_inference(now, &mut tick);
         let step = self.step;
         self.step += 1;
@@ -492,48 +507,11 @@ impl ArmCore {
             tick.command = Some(self.hold_command(now));
             return tick;
         }
-        if self.estop {
-            self.hold("emergency stop".into(), now, &mut tick);
+        if let Some(reason) = self.hold_reason(now) {
+            self.hold(reason, now, &mut tick);
             return tick;
         }
-        if let Some(age) = self.frames.age(now).filter(|a| *a > self.s.image_timeout) {
-            self.hold(
-                format!("camera stale ({:.2} s without an image)", age.as_secs_f64()),
-                now,
-                &mut tick,
-            );
-            return tick;
-        }
-        if self.s.require_joints {
-            let stale = self.joints.stale_joints(now, self.s.joint_timeout);
-            if !stale.is_empty() {
-                let reason = format!("joint states stale for {stale:?}");
-                self.hold(reason, now, &mut tick);
-                return tick;
-            }
-        }
-        // Plan: submit the newest frame when the worker is idle.
-        if !self.worker.is_busy() && self.frames.has_new() && self.scheduler.wants_plan(step, self.latency_steps()) {
-            if let Some(frame) = self.frames.take() {
-                let proprio = if self.s.needs_proprio {
-                    self.joints.positions(now, self.s.joint_timeout)
-                } else {
-                    None
-                };
-                let instruction = self.goal.as_ref().map(|g| g.instruction.clone()).unwrap_or_default();
-                let job = Job {
-                    epoch,
-                    instruction,
-                    frame,
-                    proprio,
-                    step,
-                    preview: self.s.preview,
-                };
-                if !self.worker.submit(job) {
-                    tracing::debug!("worker busy, frame dropped");
-                }
-            }
-        }
+        self.plan(step, now);
         self.scheduler.prune(step);
         let rows = self.scheduler.horizon(step);
         if rows.is_empty() {
@@ -544,10 +522,11 @@ impl ArmCore {
             self.state = NodeState::Running;
             return tick;
         }
-        match self.command(&rows, now) {
+        match self.command(&rows, now, true) {
             Ok((cmd, commanded)) => {
                 self.state = NodeState::Running;
                 tick.command = Some(cmd);
+                tick.trace = self.pending_trace.take();
                 if let Some(g) = self.goal.as_mut() {
                     g.steps += 1;
                 }
@@ -568,6 +547,40 @@ impl ArmCore {
         tick
     }
 
+    /// Between control steps: submits a new frame to an idle worker at once, and sends the plan
+    /// of a chunk that just arrived as a joint trajectory stamped to start at the next step (a
+    /// `joint_trajectory_controller` splices it then). Pose targets are untimed, so they wait for
+    /// the step. Nothing is sent while a hold condition is pending; the next step enters the hold.
+    pub fn react(&mut self, now: Instant) -> Tick {
+        let mut tick = Tick {
+            actuate: !self.s.dry_run,
+            ..Default::default()
+        };
+        let fresh = self.collect_inference(now, &mut tick);
+        if tick.ended.is_some() || self.goal.is_none() || self.hold_reason(now).is_some() {
+            return tick;
+        }
+        self.plan(self.step, now);
+        if matches!(self.state, NodeState::Holding(_)) {
+            return tick; // the next step resumes
+        }
+        let Some(last) = self.last_tick else { return tick };
+        if !fresh || !matches!(self.s.kind, ArmKind::Joints(_)) {
+            return tick;
+        }
+        let rows = self.scheduler.horizon(self.step);
+        if rows.is_empty() {
+            return tick;
+        }
+        // A refused or invalid plan is left to the next step, which holds or aborts.
+        if let Ok((cmd, _)) = self.command(&rows, now, false) {
+            tick.command = Some(cmd);
+            tick.starts_at = Some(last + self.s.period);
+            tick.trace = self.pending_trace.take();
+        }
+        tick
+    }
+
     /// Waits until the running inference has finished (tests, benchmarks); its result is used by
     /// the next tick.
     pub fn wait_worker(&mut self, timeout: Duration) -> bool {
@@ -577,6 +590,66 @@ impl ArmCore {
     /// The current control step index.
     pub fn step_index(&self) -> u64 {
         self.step
+    }
+}
+
+impl ControlCore for ArmCore {
+    type Command = ArmCommand;
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    fn state(&self) -> &NodeState {
+        ArmCore::state(self)
+    }
+
+    fn goal_epoch(&self) -> Option<u64> {
+        ArmCore::goal_epoch(self)
+    }
+
+    fn running_instruction(&self) -> Option<&str> {
+        ArmCore::running_instruction(self)
+    }
+
+    fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String> {
+        ArmCore::start_goal(self, spec, now)
+    }
+
+    fn cancel(&mut self, epoch: u64) -> Option<Ended> {
+        ArmCore::cancel(self, epoch)
+    }
+
+    fn hold_command(&self, now: Instant) -> ArmCommand {
+        ArmCore::hold_command(self, now)
+    }
+
+    fn frame_inbox(&self) -> FrameInbox {
+        std::sync::Arc::clone(&self.frames)
+    }
+
+    fn on_joint_state(&mut self, js: &JointState, now: Instant) -> Result<(), String> {
+        ArmCore::on_joint_state(self, js, now)
+    }
+
+    fn set_estop(&mut self, engaged: bool) {
+        ArmCore::set_estop(self, engaged)
+    }
+
+    fn set_result_notifier(&mut self, notify: Box<dyn Fn() + Send>) {
+        self.worker.set_notifier(notify)
+    }
+
+    fn tick(&mut self, now: Instant) -> Tick {
+        ArmCore::tick(self, now)
+    }
+
+    fn react(&mut self, now: Instant) -> Tick {
+        ArmCore::react(self, now)
     }
 }
 

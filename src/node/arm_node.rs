@@ -1,107 +1,24 @@
 //! `univla_arm`: the manipulation node. Wires ROS topics and the `~/execute` action server to the
 //! [`ArmCore`] and runs its control loop at the configured rate.
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::ros::action::{GoalId, GoalOutcome, RosActionClient, RosActionServer};
+use crate::ros::action::RosActionClient;
 use crate::ros::msgs::builtin_interfaces::Duration as RosDuration;
-use crate::ros::msgs::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus};
 use crate::ros::msgs::geometry_msgs::{Point, Pose, PoseStamped, Quaternion};
-use crate::ros::msgs::sensor_msgs::{CompressedImage, Image, JointState};
-use crate::ros::msgs::std_msgs::{Bool, Header, StringMsg};
+use crate::ros::msgs::std_msgs::Header;
 use crate::ros::msgs::trajectory_msgs::{JointTrajectory, JointTrajectoryPoint};
-use crate::ros::msgs::univla_msgs::{Execute, LatentActions};
 use crate::ros::msgs::visualization_msgs::MarkerArray;
-use crate::ros::{Qos, RosArgs, RosContext, RosNode, RosPublisher, RosSubscription};
+use crate::ros::{Qos, RosArgs, RosContext, RosNode, RosPublisher};
 
-use super::arm::{ArmCommand, ArmCore, ArmKind, ArmSettings, Ended, GoalSpec, NodeState};
-use super::config::{ArmConfig, ArmOutput, CommonConfig};
+use super::arm::{ArmCommand, ArmCore, ArmKind, ArmSettings};
+use super::config::{ArmConfig, ArmOutput};
+use super::driver::{self, publish, Actuator, NodeIo};
 use super::error::NodeError;
 use super::fjt::TrajectoryActionSender;
-use super::input::CameraFrame;
 use super::monitor;
-use super::ros_io::{self, ActionBridge, ActionEvent, Float64};
-
-/// Messages taken from one subscription per control step (bounds the work of one step).
-const MAX_TAKE: usize = 64;
-/// Best-effort reader with a small queue: matches reliable and best-effort publishers.
-const BEST_EFFORT_10: Qos = Qos {
-    reliable: false,
-    transient_local: false,
-    depth: 10,
-};
-/// How long shutdown waits for clients to fetch final results.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
-
-/// Camera input (raw or compressed).
-pub enum CameraSub {
-    Raw(RosSubscription<Image>),
-    Compressed(RosSubscription<CompressedImage>),
-}
-
-impl CameraSub {
-    pub fn create(node: &mut RosNode, c: &CommonConfig) -> Result<Self, NodeError> {
-        let qos = if c.image_reliable {
-            Qos::default_profile()
-        } else {
-            Qos::sensor_data()
-        };
-        Ok(if c.compressed {
-            CameraSub::Compressed(node.create_subscription(&c.image_topic, qos)?)
-        } else {
-            CameraSub::Raw(node.create_subscription(&c.image_topic, qos)?)
-        })
-    }
-
-    /// Takes every waiting frame, oldest first.
-    pub fn drain(&self, mut f: impl FnMut(CameraFrame)) {
-        for _ in 0..MAX_TAKE {
-            let next = match self {
-                CameraSub::Raw(s) => s.try_take().map(|m| m.map(CameraFrame::Raw)),
-                CameraSub::Compressed(s) => s.try_take().map(|m| m.map(CameraFrame::Compressed)),
-            };
-            match next {
-                Ok(Some(frame)) => f(frame),
-                Ok(None) => break,
-                Err(e) => tracing::warn!("{e}"),
-            }
-        }
-    }
-}
-
-/// Camera stamp → now on the system clock, when the frame is stamped.
-pub fn transport_latency(f: &CameraFrame) -> Option<Duration> {
-    let stamp = match f {
-        CameraFrame::Raw(m) => m.header.stamp,
-        CameraFrame::Compressed(m) => m.header.stamp,
-        CameraFrame::Decoded(_) => return None,
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
-    let stamp = Duration::new(u64::try_from(stamp.sec).ok()?, stamp.nanosec);
-    (stamp > Duration::ZERO).then(|| now.checked_sub(stamp)).flatten()
-}
-
-/// Drains a subscription, bounded.
-pub fn drain<T: crate::ros::msgs::RosMessage>(sub: &RosSubscription<T>, mut f: impl FnMut(T)) {
-    for _ in 0..MAX_TAKE {
-        match sub.try_take() {
-            Ok(Some(m)) => f(m),
-            Ok(None) => break,
-            Err(e) => tracing::warn!("{e}"),
-        }
-    }
-}
-
-/// Logs a publish failure instead of stopping the control loop.
-pub fn publish<T: crate::ros::msgs::RosMessage>(p: &RosPublisher<T>, msg: T) {
-    if let Err(e) = p.publish(msg) {
-        tracing::warn!("{e}");
-    }
-}
+use super::ros_io::{self, Float64};
 
 /// One long-lived value per node, so the size difference of the variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -120,9 +37,7 @@ enum Actuators {
 struct Outputs {
     actuators: Actuators,
     markers: RosPublisher<MarkerArray>,
-    preview: RosPublisher<Image>,
-    latent: RosPublisher<LatentActions>,
-    diagnostics: RosPublisher<DiagnosticArray>,
+    period: Duration,
 }
 
 fn ros_duration(d: Duration) -> RosDuration {
@@ -145,8 +60,9 @@ fn trajectory(header: &Header, names: &[String], points: &[Vec<f64>], period: Du
     }
 }
 
-impl Outputs {
-    fn send(&self, cmd: &ArmCommand, header: &Header, period: Duration, actuate: bool, monitoring: bool) {
+impl Actuator<ArmCommand> for Outputs {
+    fn send(&self, cmd: &ArmCommand, header: &Header, actuate: bool, monitoring: bool) {
+        let period = self.period;
         match (&self.actuators, cmd) {
             (Actuators::Joints { names, topic, action }, ArmCommand::Joints(points)) => {
                 if monitoring {
@@ -237,16 +153,10 @@ fn settings(cfg: &ArmConfig, info: &ros_io::ModelInfo) -> ArmSettings {
         max_instruction_chars: c.max_instruction_chars,
         dry_run: c.dry_run,
         chunk_mode: c.chunk_mode,
+        alignment: cfg.alignment.resolve(info.preset),
         action_dim: info.action_dim,
         default_ensemble: info.temporal_size,
         preview: c.publish_monitoring,
-    }
-}
-
-fn level(state: &NodeState) -> u8 {
-    match state {
-        NodeState::Holding(_) => DiagnosticStatus::WARN,
-        _ => DiagnosticStatus::OK,
     }
 }
 
@@ -257,18 +167,12 @@ pub fn run_arm(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
     let cfg = ArmConfig::from_params(&identity.params)?;
     let (worker, info) = ros_io::load_policy(&cfg.common.policy)?;
     cfg.check_model(info.action_dim, info.needs_proprio, info.preset)?;
-    let mut core = ArmCore::new(settings(&cfg, &info), info.post.clone(), worker);
+    let core = ArmCore::new(settings(&cfg, &info), info.post.clone(), worker);
 
     let context = RosContext::from_env()?;
     let mut node = RosNode::new(&context, args, ArmConfig::NODE_NAME, "/")?;
     let c = &cfg.common;
-    let camera = CameraSub::create(&mut node, c)?;
-    let joints: RosSubscription<JointState> = node.create_subscription(&cfg.joint_state_topic, Qos::sensor_data())?;
-    let estop: RosSubscription<Bool> = node.create_subscription(&c.estop_topic, BEST_EFFORT_10)?;
-    let instruction: Option<RosSubscription<StringMsg>> = match &c.instruction_topic {
-        Some(t) => Some(node.create_subscription(t, BEST_EFFORT_10)?),
-        None => None,
-    };
+    let io = NodeIo::create(&mut node, c, Some(&cfg.joint_state_topic))?;
     let actuators = match &cfg.output {
         ArmOutput::Joints {
             joint_names,
@@ -295,12 +199,8 @@ pub fn run_arm(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
     let out = Outputs {
         actuators,
         markers: node.create_publisher("~/chunk_markers", Qos::default_profile())?,
-        preview: node.create_publisher("~/input_image", Qos::sensor_data())?,
-        latent: node.create_publisher("~/latent_actions", Qos::default_profile())?,
-        diagnostics: node.create_publisher("/diagnostics", Qos::default_profile())?,
+        period: c.period(),
     };
-    let bridge = ActionBridge::start(RosActionServer::<Execute>::new(&mut node, "~/execute")?)?;
-    let clock = node.clock();
     tracing::info!(
         "{} ready: camera {}, action {}/execute, {} Hz{}",
         node.fqn(),
@@ -313,157 +213,6 @@ pub fn run_arm(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
             ""
         }
     );
-
-    let period = c.period();
-    let mut goal_ids: HashMap<u64, GoalId> = HashMap::new();
-    let end_goal = |e: Ended, goal_ids: &mut HashMap<u64, GoalId>| {
-        tracing::info!("goal {} ended {:?}: {}", e.epoch, e.status, e.reason);
-        if let Some(id) = goal_ids.remove(&e.epoch) {
-            bridge.finish(id, e.status, ros_io::result_msg(e.outcome, e.steps, &e.reason));
-        }
-    };
-    let mut next_tick = Instant::now();
-    let mut next_diag = Instant::now();
-    while !shutdown.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        let header = Header {
-            stamp: clock.now(),
-            frame_id: c.frame_id.clone(),
-        };
-        camera.drain(|f| {
-            if let Some(d) = transport_latency(&f) {
-                core.counters.transport.push(d);
-            }
-            core.on_image(f, now)
-        });
-        drain(&joints, |js| {
-            if let Err(e) = core.on_joint_state(&js, now) {
-                tracing::warn!("{e}");
-            }
-        });
-        drain(&estop, |b| core.set_estop(b.data));
-        if let Some(sub) = &instruction {
-            drain(sub, |m| {
-                // Repeating the running task's text does not restart it.
-                if core.running_instruction() == Some(m.data.as_str()) {
-                    return;
-                }
-                let spec = GoalSpec {
-                    instruction: m.data,
-                    ..Default::default()
-                };
-                match core.start_goal(spec, now) {
-                    Ok((epoch, pre)) => {
-                        tracing::info!("instruction topic started goal {epoch}");
-                        if let Some(e) = pre {
-                            end_goal(e, &mut goal_ids);
-                        }
-                    }
-                    Err(e) => tracing::warn!("instruction ignored: {e}"),
-                }
-            });
-        }
-        while let Some(ev) = bridge.try_event() {
-            match ev {
-                ActionEvent::Goal { id, goal } => {
-                    let spec = GoalSpec {
-                        time_limit: ros_io::time_limit(&goal),
-                        instruction: goal.instruction,
-                        max_steps: goal.max_steps,
-                        mode: goal.mode,
-                    };
-                    match core.start_goal(spec, now) {
-                        Ok((epoch, pre)) => {
-                            bridge.accept(id);
-                            goal_ids.insert(epoch, id);
-                            tracing::info!("accepted goal {id} as episode {epoch}");
-                            if let Some(e) = pre {
-                                end_goal(e, &mut goal_ids);
-                            }
-                        }
-                        Err(reason) => {
-                            tracing::warn!("rejected goal {id}: {reason}");
-                            bridge.reject(id);
-                        }
-                    }
-                }
-                ActionEvent::Cancel { key, goals } => {
-                    let current = core.goal_epoch().and_then(|e| goal_ids.get(&e).map(|id| (e, *id)));
-                    match current.filter(|(_, id)| goals.contains(id)) {
-                        Some((epoch, id)) => {
-                            out.send(&core.hold_command(now), &header, period, !c.dry_run, false);
-                            bridge.answer_cancel(key, vec![id]);
-                            if let Some(e) = core.cancel(epoch) {
-                                end_goal(e, &mut goal_ids);
-                            }
-                        }
-                        None => bridge.answer_cancel(key, vec![]),
-                    }
-                }
-            }
-        }
-        let tick = core.tick(now);
-        if let Some(cmd) = &tick.command {
-            out.send(cmd, &header, period, tick.actuate, c.publish_monitoring);
-        }
-        if let Some(fb) = tick.feedback {
-            if let Some(id) = goal_ids.get(&fb.epoch) {
-                bridge.feedback(
-                    *id,
-                    ros_io::feedback_msg(fb.step, &fb.latent_ids, fb.latency_ms, fb.commanded),
-                );
-            }
-        }
-        if let Some(e) = tick.ended {
-            end_goal(e, &mut goal_ids);
-        }
-        if c.publish_monitoring {
-            if let Some(ids) = &tick.latent_ids {
-                publish(&out.latent, monitor::latent_msg(&header, ids));
-            }
-            if let Some(img) = &tick.preview {
-                publish(&out.preview, monitor::preview_image(&header, img));
-            }
-        }
-        if now >= next_diag {
-            next_diag = now + c.diagnostics_period;
-            core.counters.update_rate(now);
-            let state = core.state().clone();
-            publish(
-                &out.diagnostics,
-                core.counters
-                    .to_msg(node.fqn(), &state.label(), level(&state), header.clone()),
-            );
-        }
-        core.counters.loop_work.push(now.elapsed());
-        next_tick += period;
-        let now = Instant::now();
-        if next_tick < now {
-            next_tick = now;
-        }
-        std::thread::sleep(next_tick - now);
-    }
-    // Ctrl-C: hold the robot and end the goal.
-    tracing::info!("shutting down: holding the robot");
-    let now = Instant::now();
-    let header = Header {
-        stamp: clock.now(),
-        frame_id: c.frame_id.clone(),
-    };
-    out.send(&core.hold_command(now), &header, period, !c.dry_run, false);
-    if let Some(epoch) = core.goal_epoch() {
-        if let Some(id) = goal_ids.remove(&epoch) {
-            bridge.finish(
-                id,
-                GoalOutcome::Aborted,
-                ros_io::result_msg(
-                    crate::ros::msgs::univla_msgs::ExecuteResult::ABORTED,
-                    0,
-                    "node shutting down",
-                ),
-            );
-        }
-    }
-    std::thread::sleep(SHUTDOWN_GRACE);
+    driver::run(&node, io, core, out, c, shutdown)?;
     Ok(())
 }

@@ -3,6 +3,7 @@ use super::*;
 use crate::node::safety::Violation;
 use crate::node::worker::tests::FakePolicy;
 use crate::runtime::postprocess::Preset;
+use crate::runtime::preprocess::RgbImage;
 
 const WAIT: Duration = Duration::from_secs(10);
 const PERIOD: Duration = Duration::from_millis(100);
@@ -19,6 +20,7 @@ fn settings(kind: ArmKind, dim: usize) -> ArmSettings {
         max_instruction_chars: 1024,
         dry_run: false,
         chunk_mode: ChunkMode::OpenLoop { replan_every: None },
+        alignment: Alignment::Measured,
         action_dim: dim,
         default_ensemble: 2,
         preview: false,

@@ -7,13 +7,14 @@ use std::time::Duration;
 use crate::model::generate::Decoding;
 use crate::ros::Params;
 use crate::runtime::device::{parse_device, parse_dtype};
+use crate::runtime::ensemble::REAL_WORLD_TEMPORAL_SIZE;
 use crate::runtime::postprocess::Preset;
 use crate::runtime::preprocess::ResizeMethod;
 use crate::runtime::session::{Execution, PolicyOptions};
 
 use super::error::NodeError;
 use super::safety::{JointLimits, Violation, Workspace};
-use super::scheduler::ChunkMode;
+use super::scheduler::{Alignment, ChunkMode};
 
 /// Parameters every ROS node may receive from launch_ros besides its own.
 const ALWAYS_ALLOWED: &[&str] = &["use_sim_time"];
@@ -299,6 +300,32 @@ pub struct ArmConfig {
     pub output: ArmOutput,
     pub joint_state_topic: String,
     pub joint_state_timeout: Duration,
+    /// `chunk_alignment`: where a chunk's rows start.
+    pub alignment: ChunkAlignment,
+}
+
+/// Where a chunk's first row is executed (see [`crate::node::scheduler::Alignment`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkAlignment {
+    /// `reference` for the real-world head (its last-8-rows rule), `measured` for the others.
+    Auto,
+    /// Rows keep the frame's step; steps that passed during inference are dropped.
+    Measured,
+    /// As the reference scripts: the chunk starts at the step it arrives at (real-world head: its
+    /// last 8 rows).
+    Reference,
+}
+
+impl ChunkAlignment {
+    /// The scheduler alignment for a head of `preset`.
+    pub fn resolve(self, preset: Preset) -> Alignment {
+        let keep = (preset == Preset::RealWorld).then_some(REAL_WORLD_TEMPORAL_SIZE);
+        match (self, preset) {
+            (ChunkAlignment::Measured, _) => Alignment::Measured,
+            (ChunkAlignment::Auto, Preset::RealWorld) | (ChunkAlignment::Reference, _) => Alignment::Reference { keep },
+            (ChunkAlignment::Auto, _) => Alignment::Measured,
+        }
+    }
 }
 
 fn fixed<const N: usize>(name: &str, v: Option<Vec<f64>>, default: [f64; N]) -> Result<[f64; N], NodeError> {
@@ -350,6 +377,16 @@ impl ArmConfig {
         let gripper_topic = r.string("gripper_topic", "gripper_command")?;
         let translation_scale = r.positive("translation_scale", 1.0)?;
         let rotation_scale = r.positive("rotation_scale", 1.0)?;
+        let alignment = match r.string("chunk_alignment", "auto")?.as_str() {
+            "auto" => ChunkAlignment::Auto,
+            "measured" => ChunkAlignment::Measured,
+            "reference" => ChunkAlignment::Reference,
+            other => {
+                return Err(NodeError::config(format!(
+                    "'chunk_alignment' is '{other}'; expected auto, measured or reference"
+                )))
+            }
+        };
         let output = match r.string("action_space", "joint_position")?.as_str() {
             "joint_position" => {
                 if joint_names.is_empty() {
@@ -393,6 +430,7 @@ impl ArmConfig {
             output,
             joint_state_topic,
             joint_state_timeout,
+            alignment,
         })
     }
 

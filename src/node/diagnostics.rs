@@ -34,8 +34,11 @@ pub struct Counters {
     latencies_ms: VecDeque<f64>,
     /// Camera header stamp → taken by the control loop (system clock; publisher clocks must agree).
     pub transport: Window,
-    /// Work of one control step without the model (inputs, safety, publishing).
+    /// Work of one control-loop wake-up without the model (inputs, safety, publishing).
     pub loop_work: Window,
+    /// Transport-in → command-out of a frame, without the model and without waiting for a worker
+    /// busy with an older frame: the node's own overhead on the control path.
+    pub overhead: Window,
     ticks: u64,
     rate_mark: Option<(Instant, u64)>,
     rate_hz: f64,
@@ -122,6 +125,8 @@ impl Counters {
             kv("image_transport_p99_ms", f(self.transport.percentile(99.0))),
             kv("loop_work_p50_ms", f(self.loop_work.percentile(50.0))),
             kv("loop_work_p99_ms", f(self.loop_work.percentile(99.0))),
+            kv("overhead_p50_ms", f(self.overhead.percentile(50.0))),
+            kv("overhead_p99_ms", f(self.overhead.percentile(99.0))),
             kv("frames_received", self.frames_received.to_string()),
             kv("frames_dropped", self.frames_dropped.to_string()),
             kv("bad_frames", self.bad_frames.to_string()),

@@ -6,7 +6,9 @@
 pub mod arm;
 pub mod arm_node;
 pub mod config;
+pub mod core;
 pub mod diagnostics;
+pub mod driver;
 pub mod eef;
 pub mod error;
 pub mod fjt;
@@ -14,11 +16,13 @@ pub mod input;
 pub mod monitor;
 pub mod nav;
 pub mod nav_node;
+pub mod pump;
 pub mod ros_io;
 pub mod safety;
 pub mod scheduler;
 pub mod slot;
 pub mod synthetic;
+pub mod timebase;
 pub mod worker;
 
 pub use error::NodeError;

@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 use crate::ros::action::GoalOutcome;
 use crate::ros::msgs::univla_msgs::ExecuteResult;
 use crate::runtime::postprocess::{Action, NavAction};
-use crate::runtime::preprocess::RgbImage;
 
-use super::arm::{Ended, GoalSpec, NodeState, StepFeedback};
 use super::config::NavProfile;
+use super::core::{
+    camera_stale, check_camera, check_instruction, frame_age, frame_counts, has_new_frame, take_frame, ControlCore,
+    Ended, FrameInbox, FrameTrace, GoalSpec, InFrame, NodeState, StepFeedback,
+};
 use super::diagnostics::Counters;
 use super::input::CameraFrame;
-use super::slot::LatestSlot;
-use super::worker::{InferenceWorker, Job, JobError};
+use super::worker::{InferenceWorker, Job, JobError, JobResult};
 
 /// A velocity command: linear x (m/s) and angular z (rad/s).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,31 +93,23 @@ struct Goal {
     phase: Phase,
 }
 
-/// Everything one control step produced.
-#[derive(Clone, Debug, Default)]
-pub struct NavTick {
-    /// Velocity to publish this step (`Some(ZERO)` to stop).
-    pub velocity: Option<Velocity>,
-    pub actuate: bool,
-    pub feedback: Option<StepFeedback>,
-    pub ended: Option<Ended>,
-    pub latent_ids: Option<Vec<i64>>,
-    pub preview: Option<RgbImage>,
-    /// The decision taken this step.
-    pub decision: Option<NavAction>,
-}
+/// What one control step (or reaction) of the base produced: the velocity to publish
+/// (`Some(ZERO)` to stop).
+pub type NavTick = super::core::Tick<Velocity>;
 
 /// The navigation controller.
 pub struct NavCore {
     s: NavSettings,
     worker: InferenceWorker,
-    frames: LatestSlot<CameraFrame>,
+    frames: FrameInbox,
+    worker_free: Instant,
     estop: bool,
     goal: Option<Goal>,
     epoch: u64,
     state: NodeState,
     last_latent: Vec<i64>,
     last_latency_ms: f32,
+    last_decision: Option<NavAction>,
     pub counters: Counters,
 }
 
@@ -125,13 +118,15 @@ impl NavCore {
         Self {
             s,
             worker,
-            frames: LatestSlot::new(),
+            frames: FrameInbox::default(),
+            worker_free: Instant::now(),
             estop: false,
             goal: None,
             epoch: 0,
             state: NodeState::Idle,
             last_latent: Vec::new(),
             last_latency_ms: 0.0,
+            last_decision: None,
             counters: Counters::default(),
         }
     }
@@ -149,41 +144,33 @@ impl NavCore {
         self.goal.as_ref().map(|g| g.instruction.as_str())
     }
 
+    /// A camera frame arrived (the driver's input thread puts into the frame inbox instead).
     pub fn on_image(&mut self, frame: CameraFrame, now: Instant) {
-        self.frames.put(frame, now);
-        self.counters.frames_received = self.frames.received();
-        self.counters.frames_dropped = self.frames.dropped();
+        super::core::put_frame(&self.frames, frame, now);
     }
 
     pub fn set_estop(&mut self, engaged: bool) {
+        if engaged != self.estop {
+            tracing::warn!("emergency stop {}", if engaged { "engaged" } else { "released" });
+        }
         self.estop = engaged;
+    }
+
+    /// The decision taken since the last call, if any.
+    pub fn take_decision(&mut self) -> Option<NavAction> {
+        self.last_decision.take()
     }
 
     pub fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String> {
         let check = || -> Result<(), String> {
-            if spec.instruction.trim().is_empty() {
-                return Err("empty instruction".into());
-            }
-            let chars = spec.instruction.chars().count();
-            if chars > self.s.max_instruction_chars {
-                return Err(format!(
-                    "instruction has {chars} characters, at most {} are accepted",
-                    self.s.max_instruction_chars
-                ));
-            }
+            check_instruction(&spec.instruction, self.s.max_instruction_chars)?;
             if !matches!(spec.mode.as_str(), "" | "ensemble") {
                 return Err(format!("mode '{}' is not supported by the navigation node", spec.mode));
             }
             if self.estop {
                 return Err("emergency stop is engaged".into());
             }
-            match self.frames.age(now) {
-                None => Err("no camera image received yet".into()),
-                Some(a) if a > self.s.image_timeout => {
-                    Err(format!("camera image is stale ({:.2} s old)", a.as_secs_f64()))
-                }
-                _ => Ok(()),
-            }
+            check_camera(&self.frames, now, self.s.image_timeout)
         };
         if let Err(e) = check() {
             self.counters.goals_rejected += 1;
@@ -250,29 +237,106 @@ impl NavCore {
         if self.state != NodeState::Holding(reason.clone()) {
             if !matches!(self.state, NodeState::Holding(_)) {
                 self.counters.holds += 1;
-                tick.velocity = Some(Velocity::ZERO);
+                tick.command = Some(Velocity::ZERO);
             }
+            tracing::warn!("holding: {reason}");
             self.counters.last_error = reason.clone();
             self.state = NodeState::Holding(reason);
         }
     }
 
-    /// One control step at `now`.
-    pub fn tick(&mut self, now: Instant) -> NavTick {
-        let mut tick = NavTick {
+    fn new_tick(&self) -> NavTick {
+        NavTick {
             actuate: !self.s.dry_run,
             ..Default::default()
+        }
+    }
+
+    /// Takes a finished inference (a result for an ended goal is discarded).
+    fn poll(&mut self) -> Option<JobResult> {
+        let r = self.worker.poll()?;
+        self.worker_free = Instant::now();
+        Some(r).filter(|r| Some(r.epoch) == self.goal_epoch())
+    }
+
+    /// Uses an inference result: a decision starts its motion now.
+    fn use_result(&mut self, res: JobResult, now: Instant, tick: &mut NavTick) {
+        match res.result {
+            Ok(inf) => {
+                self.counters.record_latency(res.latency);
+                self.last_latency_ms = (res.latency.as_secs_f64() * 1e3) as f32;
+                self.last_latent = inf.latent_ids.clone();
+                tick.latent_ids = Some(inf.latent_ids);
+                tick.preview = inf.preview;
+                let Action::Nav(action) = inf.action else {
+                    tick.ended = self.end(
+                        GoalOutcome::Aborted,
+                        ExecuteResult::ABORTED,
+                        "the head is not an R2R head",
+                    );
+                    tick.command = Some(Velocity::ZERO);
+                    return;
+                };
+                tick.trace = Some(FrameTrace {
+                    received: res.received,
+                    worker_wait: res.worker_wait,
+                    model: res.model,
+                });
+                self.decide(action, now, tick);
+            }
+            Err(JobError::BadInput(e)) => {
+                self.counters.bad_frames += 1;
+                self.hold(format!("bad camera frame: {e}"), now, tick);
+            }
+            Err(JobError::Inference(e)) => {
+                self.counters.inference_errors += 1;
+                tick.ended = self.end(
+                    GoalOutcome::Aborted,
+                    ExecuteResult::ABORTED,
+                    &format!("inference failed: {e}"),
+                );
+                tick.command = Some(Velocity::ZERO);
+            }
+        }
+    }
+
+    /// While planning: submits the newest frame taken after `after` when the worker is idle.
+    fn plan(&mut self, now: Instant) {
+        let Some(goal) = self.goal.as_ref() else { return };
+        let Phase::Planning { after } = goal.phase else { return };
+        let fresh = frame_age(&self.frames, now).is_some_and(|a| now - a >= after);
+        if self.worker.is_busy() || !has_new_frame(&self.frames) || !fresh {
+            return;
+        }
+        let Some((InFrame { frame, received }, _)) = take_frame(&self.frames) else {
+            return;
         };
+        let job = Job {
+            epoch: goal.epoch,
+            instruction: goal.instruction.clone(),
+            frame,
+            proprio: None,
+            step: 0,
+            preview: self.s.preview,
+            received,
+            worker_wait: self.worker_free.saturating_duration_since(received),
+        };
+        self.worker.submit(job);
+    }
+
+    /// One control step at `now`.
+    pub fn tick(&mut self, now: Instant) -> NavTick {
+        let mut tick = self.new_tick();
         self.counters.tick();
-        let result = self.worker.poll();
+        (self.counters.frames_received, self.counters.frames_dropped) = frame_counts(&self.frames);
+        let result = self.poll();
         let Some(goal) = self.goal.as_ref() else {
             self.state = NodeState::Idle;
             return tick;
         };
-        let epoch = goal.epoch;
         if goal.deadline.is_some_and(|d| now >= d) {
             tick.ended = self.end(GoalOutcome::Succeeded, ExecuteResult::TIME_LIMIT, "time limit reached");
-            tick.velocity = Some(Velocity::ZERO);
+            tick.command = Some(Velocity::ZERO);
             return tick;
         }
         if self.estop {
@@ -281,84 +345,50 @@ impl NavCore {
         }
         let phase = goal.phase;
         if let Phase::Planning { .. } = phase {
-            if let Some(age) = self.frames.age(now).filter(|a| *a > self.s.image_timeout) {
-                self.hold(
-                    format!("camera stale ({:.2} s without an image)", age.as_secs_f64()),
-                    now,
-                    &mut tick,
-                );
+            if let Some(reason) = camera_stale(&self.frames, now, self.s.image_timeout) {
+                self.hold(reason, now, &mut tick);
                 return tick;
             }
         }
-        if let Some(res) = result.filter(|r| r.epoch == epoch) {
-            match res.result {
-                Ok(inf) => {
-                    self.counters.record_latency(res.latency);
-                    self.last_latency_ms = (res.latency.as_secs_f64() * 1e3) as f32;
-                    self.last_latent = inf.latent_ids.clone();
-                    tick.latent_ids = Some(inf.latent_ids);
-                    tick.preview = inf.preview;
-                    let Action::Nav(action) = inf.action else {
-                        tick.ended = self.end(
-                            GoalOutcome::Aborted,
-                            ExecuteResult::ABORTED,
-                            "the head is not an R2R head",
-                        );
-                        tick.velocity = Some(Velocity::ZERO);
-                        return tick;
-                    };
-                    tick.decision = Some(action);
-                    return self.decide(action, now, tick);
-                }
-                Err(JobError::BadInput(e)) => {
-                    self.counters.bad_frames += 1;
-                    self.hold(format!("bad camera frame: {e}"), now, &mut tick);
-                    return tick;
-                }
-                Err(JobError::Inference(e)) => {
-                    self.counters.inference_errors += 1;
-                    tick.ended = self.end(
-                        GoalOutcome::Aborted,
-                        ExecuteResult::ABORTED,
-                        &format!("inference failed: {e}"),
-                    );
-                    tick.velocity = Some(Velocity::ZERO);
-                    return tick;
-                }
-            }
+        if let Some(res) = result {
+            self.use_result(res, now, &mut tick);
+            return tick;
         }
         match phase {
             Phase::Moving { v, until } if now < until => {
                 self.state = NodeState::Running;
-                tick.velocity = Some(v);
+                tick.command = Some(v);
                 tick.feedback = self.feedback(v);
             }
             Phase::Moving { .. } => {
-                tick.velocity = Some(Velocity::ZERO);
+                tick.command = Some(Velocity::ZERO);
                 if let Some(g) = self.goal.as_mut() {
                     g.phase = Phase::Planning {
                         after: now + self.s.profile.settle,
                     };
                 }
             }
-            Phase::Planning { after } => {
-                let fresh = self.frames.age(now).is_some_and(|a| now - a >= after);
-                if !self.worker.is_busy() && self.frames.has_new() && fresh {
-                    if let Some(frame) = self.frames.take() {
-                        let instruction = self.goal.as_ref().map(|g| g.instruction.clone()).unwrap_or_default();
-                        let job = Job {
-                            epoch,
-                            instruction,
-                            frame,
-                            proprio: None,
-                            step: 0,
-                            preview: self.s.preview,
-                        };
-                        self.worker.submit(job);
-                    }
-                }
-            }
+            Phase::Planning { .. } => self.plan(now),
         }
+        tick
+    }
+
+    /// Between control steps: a decision starts its motion at once, and a fresh frame goes to an
+    /// idle worker at once. Nothing happens while a hold condition is pending.
+    pub fn react(&mut self, now: Instant) -> NavTick {
+        let mut tick = self.new_tick();
+        let Some(goal) = self.goal.as_ref() else { return tick };
+        let planning = matches!(goal.phase, Phase::Planning { .. });
+        if self.estop || (planning && camera_stale(&self.frames, now, self.s.image_timeout).is_some()) {
+            return tick; // the next step holds
+        }
+        if goal.deadline.is_some_and(|d| now >= d) {
+            return tick; // the next step ends the goal
+        }
+        if let Some(res) = self.poll() {
+            self.use_result(res, now, &mut tick);
+        }
+        self.plan(now);
         tick
     }
 
@@ -373,10 +403,12 @@ impl NavCore {
         })
     }
 
-    fn decide(&mut self, action: NavAction, now: Instant, mut tick: NavTick) -> NavTick {
-        let Some(g) = self.goal.as_mut() else { return tick };
+    fn decide(&mut self, action: NavAction, now: Instant, tick: &mut NavTick) {
+        let Some(g) = self.goal.as_mut() else { return };
         g.decisions += 1;
         let (decisions, limit) = (g.decisions, g.max_decisions);
+        tracing::info!("decision {decisions}: {action:?}");
+        self.last_decision = Some(action);
         match profile(action, &self.s.profile) {
             None => {
                 tick.ended = self.end(
@@ -384,12 +416,12 @@ impl NavCore {
                     ExecuteResult::SUCCEEDED,
                     "the policy chose STOP",
                 );
-                tick.velocity = Some(Velocity::ZERO);
+                tick.command = Some(Velocity::ZERO);
             }
             Some((v, d)) => {
                 g.phase = Phase::Moving { v, until: now + d };
                 self.state = NodeState::Running;
-                tick.velocity = Some(v);
+                tick.command = Some(v);
                 tick.feedback = self.feedback(v);
                 if limit > 0 && decisions >= limit {
                     // The last motion is cut short: the goal ends with the robot stopped.
@@ -398,16 +430,71 @@ impl NavCore {
                         ExecuteResult::STEP_LIMIT,
                         &format!("decision limit of {limit} reached"),
                     );
-                    tick.velocity = Some(Velocity::ZERO);
+                    tick.command = Some(Velocity::ZERO);
                 }
             }
         }
-        tick
     }
 
     /// Waits until the running inference has finished (tests).
     pub fn wait_worker(&mut self, timeout: Duration) -> bool {
         self.worker.wait_ready(timeout)
+    }
+}
+
+impl ControlCore for NavCore {
+    type Command = Velocity;
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    fn state(&self) -> &NodeState {
+        NavCore::state(self)
+    }
+
+    fn goal_epoch(&self) -> Option<u64> {
+        NavCore::goal_epoch(self)
+    }
+
+    fn running_instruction(&self) -> Option<&str> {
+        NavCore::running_instruction(self)
+    }
+
+    fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String> {
+        NavCore::start_goal(self, spec, now)
+    }
+
+    fn cancel(&mut self, epoch: u64) -> Option<Ended> {
+        NavCore::cancel(self, epoch)
+    }
+
+    fn hold_command(&self, _now: Instant) -> Velocity {
+        Velocity::ZERO
+    }
+
+    fn frame_inbox(&self) -> FrameInbox {
+        std::sync::Arc::clone(&self.frames)
+    }
+
+    fn set_estop(&mut self, engaged: bool) {
+        NavCore::set_estop(self, engaged)
+    }
+
+    fn set_result_notifier(&mut self, notify: Box<dyn Fn() + Send>) {
+        self.worker.set_notifier(notify)
+    }
+
+    fn tick(&mut self, now: Instant) -> NavTick {
+        NavCore::tick(self, now)
+    }
+
+    fn react(&mut self, now: Instant) -> NavTick {
+        NavCore::react(self, now)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Unit tests of the navigation core with a scripted stand-in policy.
 use super::*;
 use crate::node::worker::{Inferred, PolicyBackend};
+use crate::runtime::preprocess::RgbImage;
 
 const WAIT: Duration = Duration::from_secs(10);
 const PERIOD: Duration = Duration::from_millis(100);
@@ -73,8 +74,8 @@ fn run(core: &mut NavCore, t: &mut Instant) -> (Vec<Velocity>, Vec<NavAction>, E
         *t += PERIOD;
         core.on_image(frame(), *t);
         let tick = core.tick(*t);
-        vs.extend(tick.velocity);
-        ds.extend(tick.decision);
+        vs.extend(tick.command);
+        ds.extend(core.take_decision());
         if let Some(e) = tick.ended {
             return (vs, ds, e);
         }
@@ -127,28 +128,28 @@ fn cancel_estop_and_stale_camera_stop_the_base() {
     for _ in 0..10 {
         t += PERIOD;
         c.on_image(frame(), t);
-        if c.tick(t).velocity.is_some_and(|v| v.linear > 0.0) {
+        if c.tick(t).command.is_some_and(|v| v.linear > 0.0) {
             break;
         }
         c.wait_worker(WAIT);
     }
     c.set_estop(true);
     t += PERIOD;
-    assert_eq!(c.tick(t).velocity, Some(Velocity::ZERO));
+    assert_eq!(c.tick(t).command, Some(Velocity::ZERO));
     assert!(matches!(c.state(), NodeState::Holding(r) if r == "emergency stop"));
     t += PERIOD;
-    assert_eq!(c.tick(t).velocity, None, "the stop is sent once");
+    assert_eq!(c.tick(t).command, None, "the stop is sent once");
     c.set_estop(false);
     // Stale camera while planning: still holding, now for the camera.
     t += Duration::from_secs(3);
-    assert_eq!(c.tick(t).velocity, None);
+    assert_eq!(c.tick(t).command, None);
     assert!(matches!(c.state(), NodeState::Holding(r) if r.contains("camera stale")));
     // Fresh frames: it moves again.
     let mut moved = false;
     for _ in 0..10 {
         t += PERIOD;
         c.on_image(frame(), t);
-        if c.tick(t).velocity.is_some_and(|v| v.linear > 0.0) {
+        if c.tick(t).command.is_some_and(|v| v.linear > 0.0) {
             moved = true;
             break;
         }

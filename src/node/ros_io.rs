@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,16 +133,17 @@ enum Command {
 
 type BoxFut = Pin<Box<dyn Future<Output = ()>>>;
 
+/// Receives the server's events; returns false once nobody listens any more.
+pub type EventSink = Box<dyn Fn(ActionEvent) -> bool + Send>;
+
 /// Runs the `Execute` action server on its own thread; the control loop talks to it with
-/// non-blocking calls.
+/// non-blocking calls and receives its events through the sink.
 pub struct ActionBridge {
-    events: std_mpsc::Receiver<ActionEvent>,
     commands: tokio::sync::mpsc::UnboundedSender<Command>,
 }
 
 impl ActionBridge {
-    pub fn start(server: RosActionServer<Execute>) -> Result<Self, NodeError> {
-        let (ev_tx, events) = std_mpsc::channel();
+    pub fn start(server: RosActionServer<Execute>, sink: EventSink) -> Result<Self, NodeError> {
         let (commands, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -151,13 +151,9 @@ impl ActionBridge {
             .map_err(|e| NodeError::Thread(format!("action runtime: {e}")))?;
         std::thread::Builder::new()
             .name("univla-action".into())
-            .spawn(move || rt.block_on(serve(Arc::new(server), ev_tx, cmd_rx)))
+            .spawn(move || rt.block_on(serve(Arc::new(server), sink, cmd_rx)))
             .map_err(|e| NodeError::Thread(format!("univla-action: {e}")))?;
-        Ok(Self { events, commands })
-    }
-
-    pub fn try_event(&self) -> Option<ActionEvent> {
-        self.events.try_recv().ok()
+        Ok(Self { commands })
     }
 
     fn send(&self, c: Command) {
@@ -196,7 +192,7 @@ fn next_event(server: &Arc<RosActionServer<Execute>>) -> Pin<Box<dyn Future<Outp
 
 async fn serve(
     server: Arc<RosActionServer<Execute>>,
-    events: std_mpsc::Sender<ActionEvent>,
+    events: EventSink,
     mut commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
 ) {
     let mut pending: HashMap<GoalId, GoalRequest<Execute>> = HashMap::new();
@@ -226,7 +222,7 @@ async fn serve(
                         continue;
                     }
                 };
-                if events.send(msg).is_err() {
+                if !events(msg) {
                     break;
                 }
             }
@@ -301,4 +297,15 @@ pub fn latent_text(ids: &[i64]) -> String {
     ids.iter()
         .map(|&i| format!("<ACT_{}>", i - crate::model::prompt::ACT_TOKEN_BASE))
         .collect()
+}
+
+/// A node's entry point: `--ros-args` parsing, the command-line parser `C` (for `--help` and
+/// `--version`) on the rest, logging, SIGINT/SIGTERM handling, then `run`.
+pub fn node_main<C: clap::Parser>(
+    run: fn(&crate::ros::RosArgs, Arc<AtomicBool>) -> Result<(), NodeError>,
+) -> Result<(), NodeError> {
+    let (ros_args, rest) = crate::ros::RosArgs::from_env()?;
+    C::parse_from(rest);
+    crate::ros::logging::init_tracing(&ros_args);
+    run(&ros_args, shutdown_flag()?)
 }

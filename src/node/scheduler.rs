@@ -5,6 +5,11 @@
 //! dropped (and counted). The action of a step is the newest chunk's row (open loop) or the
 //! reference's weighted average `exp(−0.1·n)` over the last N chunks covering it, newest first
 //! (temporal ensembling, here over time-aligned chunks).
+//!
+//! [`Alignment::Reference`] instead places a chunk's rows from the step it arrives at, as the
+//! reference deployment scripts do; for the real-world head only the chunk's last 8 rows are used
+//! (`real_world_deployment.py` slices `[W−8:]` "to tackle latency": the skipped rows stand for the
+//! steps that pass during inference).
 use std::collections::VecDeque;
 
 use crate::runtime::ensemble::BALANCING_FACTOR;
@@ -16,6 +21,17 @@ pub enum ChunkMode {
     Ensemble { size: usize },
     /// The newest chunk alone; re-plan when it runs out or every `replan_every` steps.
     OpenLoop { replan_every: Option<usize> },
+}
+
+/// Which control step a chunk's first row belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alignment {
+    /// Row `i` is the action of the frame's step + `i`; rows whose step passed during inference are
+    /// dropped (measured latency).
+    Measured,
+    /// The reference's convention: the chunk (its last `keep` rows when given) starts at the step
+    /// it arrives at; nothing is dropped.
+    Reference { keep: Option<usize> },
 }
 
 /// A chunk that cannot be scheduled.
@@ -51,6 +67,7 @@ impl TimedChunk {
 #[derive(Clone, Debug)]
 pub struct ChunkScheduler {
     mode: ChunkMode,
+    alignment: Alignment,
     ensemble_size: usize,
     dim: usize,
     chunks: VecDeque<TimedChunk>,
@@ -67,11 +84,22 @@ impl ChunkScheduler {
         };
         Self {
             mode,
+            alignment: Alignment::Measured,
             ensemble_size,
             dim,
             chunks: VecDeque::new(),
             dropped_steps: 0,
         }
+    }
+
+    /// Uses `alignment` for the chunks inserted from now on.
+    pub fn with_alignment(mut self, alignment: Alignment) -> Self {
+        self.alignment = alignment;
+        self
+    }
+
+    pub fn alignment(&self) -> Alignment {
+        self.alignment
     }
 
     pub fn mode(&self) -> ChunkMode {
@@ -90,7 +118,7 @@ impl ChunkScheduler {
 
     /// Adds a chunk predicted from the image of step `start`, arriving at step `now`.
     /// Returns how many of its steps were already past.
-    pub fn insert(&mut self, start: u64, rows: Vec<Vec<f64>>, now: u64) -> Result<usize, ChunkError> {
+    pub fn insert(&mut self, start: u64, mut rows: Vec<Vec<f64>>, now: u64) -> Result<usize, ChunkError> {
         if rows.is_empty() {
             return Err(ChunkError::Empty);
         }
@@ -106,6 +134,15 @@ impl ChunkScheduler {
                 return Err(ChunkError::NonFinite { row: i });
             }
         }
+        let start = match self.alignment {
+            Alignment::Measured => start,
+            Alignment::Reference { keep } => {
+                if let Some(k) = keep.filter(|&k| k > 0 && k < rows.len()) {
+                    rows.drain(..rows.len() - k);
+                }
+                now.max(start)
+            }
+        };
         let late = now.saturating_sub(start).min(rows.len() as u64) as usize;
         self.dropped_steps += late as u64;
         let chunk = TimedChunk {
@@ -230,6 +267,29 @@ mod tests {
         let expect = (5.0 + w1 * 3.0) / (1.0 + w1);
         assert!((got - expect).abs() < 1e-12);
         assert!(s.wants_plan(3, 10));
+    }
+
+    #[test]
+    fn reference_alignment_keeps_the_tail_from_the_arrival_step() {
+        // A real-world chunk of 12 rows from step 10's image, arriving at step 13: the last 8 rows
+        // are the actions of steps 13..21, nothing counts as late.
+        let mut s = ChunkScheduler::new(ChunkMode::Ensemble { size: 8 }, 1, 8)
+            .with_alignment(Alignment::Reference { keep: Some(8) });
+        assert_eq!(s.insert(10, chunk(0.0, 12), 13).unwrap(), 0);
+        assert_eq!(s.action_at(13), Some(vec![4.0]));
+        assert_eq!(s.action_at(20), Some(vec![11.0]));
+        assert_eq!(s.action_at(21), None);
+        assert_eq!(s.dropped_steps(), 0);
+        // Without a tail the whole chunk starts at the arrival step.
+        let mut s = ChunkScheduler::new(ChunkMode::OpenLoop { replan_every: None }, 1, 1)
+            .with_alignment(Alignment::Reference { keep: None });
+        s.insert(0, chunk(0.0, 4), 2).unwrap();
+        assert_eq!((s.action_at(2), s.action_at(5)), (Some(vec![0.0]), Some(vec![3.0])));
+        // A tail longer than the chunk keeps everything.
+        let mut s = ChunkScheduler::new(ChunkMode::OpenLoop { replan_every: None }, 1, 1)
+            .with_alignment(Alignment::Reference { keep: Some(8) });
+        s.insert(0, chunk(0.0, 4), 0).unwrap();
+        assert_eq!(s.horizon(0).len(), 4);
     }
 
     #[test]

@@ -52,6 +52,11 @@ impl<T> LatestSlot<T> {
         self.last_arrival.map(|t| now.saturating_duration_since(t))
     }
 
+    /// Arrival of the newest item ever put.
+    pub fn last_arrival(&self) -> Option<Instant> {
+        self.last_arrival
+    }
+
     /// True if nothing arrived within `timeout`.
     pub fn is_stale(&self, now: Instant, timeout: Duration) -> bool {
         self.age(now).is_none_or(|a| a > timeout)

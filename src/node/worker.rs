@@ -2,6 +2,7 @@
 //! or control threads. It takes one job at a time (the control loop submits only when it is idle,
 //! always with the newest frame) and returns the raw chunk with the measured latency.
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,9 @@ pub struct Job {
     /// Control step of the frame.
     pub step: u64,
     pub preview: bool,
+    /// Wall-clock arrival of the frame and how long it waited for the worker (overhead trace).
+    pub received: Instant,
+    pub worker_wait: Duration,
 }
 
 /// Why a job produced no chunk.
@@ -84,9 +88,17 @@ pub enum JobError {
 pub struct JobResult {
     pub epoch: u64,
     pub step: u64,
+    /// Submission to result: decoding and the model.
     pub latency: Duration,
+    /// The model alone (`PolicyBackend::infer`).
+    pub model: Duration,
+    pub received: Instant,
+    pub worker_wait: Duration,
     pub result: Result<Inferred, JobError>,
 }
+
+/// Called on the worker thread after each result (wakes the control loop).
+type Notifier = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
 
 /// Handle of the worker thread.
 pub struct InferenceWorker {
@@ -94,6 +106,7 @@ pub struct InferenceWorker {
     rx: Receiver<JobResult>,
     ready: Option<JobResult>,
     busy: bool,
+    notify: Notifier,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -115,6 +128,8 @@ impl InferenceWorker {
         let (tx, jobs) = mpsc::channel::<(Job, Instant)>();
         let (results, rx) = mpsc::channel();
         let (info_tx, info_rx) = mpsc::channel::<Result<M, String>>();
+        let notify: Notifier = Arc::new(Mutex::new(None));
+        let notify_worker = Arc::clone(&notify);
         let handle = std::thread::Builder::new()
             .name("univla-inference".into())
             .spawn(move || {
@@ -136,20 +151,34 @@ impl InferenceWorker {
                         backend.reset(&job.instruction);
                         epoch = Some(job.epoch);
                     }
+                    let mut model = Duration::ZERO;
                     let result = match job.frame.decode() {
                         Err(e) => Err(JobError::BadInput(e)),
-                        Ok(img) => backend
-                            .infer(&img, job.proprio.as_deref(), job.preview)
-                            .map_err(JobError::Inference),
+                        Ok(img) => {
+                            let start = Instant::now();
+                            let r = backend
+                                .infer(&img, job.proprio.as_deref(), job.preview)
+                                .map_err(JobError::Inference);
+                            model = start.elapsed();
+                            r
+                        }
                     };
                     let done = JobResult {
                         epoch: job.epoch,
                         step: job.step,
                         latency: submitted.elapsed(),
+                        model,
+                        received: job.received,
+                        worker_wait: job.worker_wait,
                         result,
                     };
                     if results.send(done).is_err() {
                         break;
+                    }
+                    if let Ok(n) = notify_worker.lock() {
+                        if let Some(f) = n.as_ref() {
+                            f();
+                        }
                     }
                 }
             })
@@ -165,10 +194,18 @@ impl InferenceWorker {
                 rx,
                 ready: None,
                 busy: false,
+                notify,
                 handle: Some(handle),
             },
             info,
         ))
+    }
+
+    /// Calls `f` on the worker thread whenever a result is ready.
+    pub fn set_notifier(&self, f: Box<dyn Fn() + Send>) {
+        if let Ok(mut n) = self.notify.lock() {
+            *n = Some(f);
+        }
     }
 
     /// True while a job runs.
@@ -298,6 +335,8 @@ pub(crate) mod tests {
             proprio: None,
             step: 3,
             preview: false,
+            received: Instant::now(),
+            worker_wait: Duration::ZERO,
         }
     }
 

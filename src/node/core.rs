@@ -1,0 +1,233 @@
+//! What the arm and navigation controllers share: goal and step types, and the [`ControlCore`]
+//! interface the control-loop driver ([`super::driver`]) runs them through.
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::ros::action::GoalOutcome;
+use crate::ros::msgs::sensor_msgs::JointState;
+use crate::runtime::preprocess::RgbImage;
+
+use super::diagnostics::Counters;
+use super::input::CameraFrame;
+use super::slot::LatestSlot;
+
+/// What the node is doing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeState {
+    Idle,
+    Running,
+    /// Running a goal but holding the robot, with the reason.
+    Holding(String),
+}
+
+impl NodeState {
+    pub fn label(&self) -> String {
+        match self {
+            NodeState::Idle => "idle".into(),
+            NodeState::Running => "running".into(),
+            NodeState::Holding(r) => format!("holding: {r}"),
+        }
+    }
+}
+
+/// A goal as the cores see it.
+#[derive(Clone, Debug, Default)]
+pub struct GoalSpec {
+    pub instruction: String,
+    /// 0: no limit.
+    pub max_steps: u32,
+    pub time_limit: Option<Duration>,
+    /// `""` (node default), `"ensemble"` or `"open_loop"`.
+    pub mode: String,
+}
+
+/// How a goal ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ended {
+    pub epoch: u64,
+    pub status: GoalOutcome,
+    /// One of the `ExecuteResult` outcome constants.
+    pub outcome: u8,
+    pub steps: u32,
+    pub reason: String,
+}
+
+/// Per-step feedback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepFeedback {
+    pub epoch: u64,
+    pub step: u32,
+    pub latent_ids: Vec<i64>,
+    pub latency_ms: f32,
+    pub commanded: Vec<f64>,
+}
+
+/// A camera frame with the wall-clock time the transport handed it over (for the overhead trace).
+#[derive(Clone, Debug)]
+pub struct InFrame {
+    pub frame: CameraFrame,
+    pub received: Instant,
+}
+
+/// The newest camera frame, shared by the input thread (which puts) and the control loop.
+pub type FrameInbox = Arc<Mutex<LatestSlot<InFrame>>>;
+
+/// Wall-clock marks of one frame's way from the transport to the command it produced. The node's
+/// overhead is everything but the model and the wait for a worker that was busy with an older frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FrameTrace {
+    /// The transport handed the frame over.
+    pub received: Instant,
+    /// Time the frame waited because the worker was still running an older frame.
+    pub worker_wait: Duration,
+    /// The model itself (preprocessing, networks, head), measured on the worker.
+    pub model: Duration,
+}
+
+impl FrameTrace {
+    /// Overhead outside the model when the command went out at `sent`.
+    pub fn overhead(&self, sent: Instant) -> Duration {
+        sent.saturating_duration_since(self.received)
+            .saturating_sub(self.model)
+            .saturating_sub(self.worker_wait)
+    }
+}
+
+/// Everything one control step (or one reaction to an input) produced.
+#[derive(Clone, Debug)]
+pub struct Tick<C> {
+    /// What goes to the actuators now.
+    pub command: Option<C>,
+    /// When the command takes effect, if later than now (a trajectory stamped for the next step).
+    pub starts_at: Option<Instant>,
+    /// False in dry-run mode: publish everything except actuator commands.
+    pub actuate: bool,
+    pub feedback: Option<StepFeedback>,
+    pub ended: Option<Ended>,
+    /// Latent tokens of an inference that finished now.
+    pub latent_ids: Option<Vec<i64>>,
+    pub preview: Option<RgbImage>,
+    /// Set on the first command computed from a new inference.
+    pub trace: Option<FrameTrace>,
+}
+
+impl<C> Default for Tick<C> {
+    fn default() -> Self {
+        Self {
+            command: None,
+            starts_at: None,
+            actuate: false,
+            feedback: None,
+            ended: None,
+            latent_ids: None,
+            preview: None,
+            trace: None,
+        }
+    }
+}
+
+/// A controller the driver can run: the ROS-agnostic decision logic of one embodiment.
+///
+/// `tick` runs once per control period; `react` runs whenever an input or an inference result
+/// arrives in between, so a new frame reaches the model and a new chunk reaches the robot without
+/// waiting for the next period.
+pub trait ControlCore {
+    /// What the actuators receive.
+    type Command;
+
+    fn counters(&self) -> &Counters;
+    fn counters_mut(&mut self) -> &mut Counters;
+    fn state(&self) -> &NodeState;
+    /// Epoch of the running goal.
+    fn goal_epoch(&self) -> Option<u64>;
+    /// Instruction of the running goal.
+    fn running_instruction(&self) -> Option<&str>;
+    /// Starts a goal (preempting the running one, which is returned as ended) or says why not.
+    fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String>;
+    /// Cancels goal `epoch`; the caller sends [`Self::hold_command`] at once.
+    fn cancel(&mut self, epoch: u64) -> Option<Ended>;
+    /// The command that stops the robot where it is.
+    fn hold_command(&self, now: Instant) -> Self::Command;
+    /// Where the input thread puts camera frames.
+    fn frame_inbox(&self) -> FrameInbox;
+    /// A joint state arrived; malformed ones are reported (default: ignored).
+    fn on_joint_state(&mut self, _js: &JointState, _now: Instant) -> Result<(), String> {
+        Ok(())
+    }
+    fn set_estop(&mut self, engaged: bool);
+    /// Calls `notify` (from the worker thread) whenever an inference result is ready.
+    fn set_result_notifier(&mut self, notify: Box<dyn Fn() + Send>);
+    /// One control period at `now`.
+    fn tick(&mut self, now: Instant) -> Tick<Self::Command>;
+    /// Between periods: start inference on a new frame, use a finished one.
+    fn react(&mut self, now: Instant) -> Tick<Self::Command>;
+}
+
+fn lock(inbox: &FrameInbox) -> std::sync::MutexGuard<'_, LatestSlot<InFrame>> {
+    // A panic elsewhere while holding the lock cannot leave the slot inconsistent.
+    inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Puts a frame that arrived at `now` (control clock); an untaken older frame is dropped.
+pub fn put_frame(inbox: &FrameInbox, frame: CameraFrame, now: Instant) {
+    lock(inbox).put(
+        InFrame {
+            frame,
+            received: Instant::now(),
+        },
+        now,
+    );
+}
+
+/// Age of the newest frame (None: no frame ever arrived).
+pub fn frame_age(inbox: &FrameInbox, now: Instant) -> Option<Duration> {
+    lock(inbox).age(now)
+}
+
+/// Takes the newest untaken frame, with its arrival on the control clock.
+pub fn take_frame(inbox: &FrameInbox) -> Option<(InFrame, Instant)> {
+    let mut slot = lock(inbox);
+    let at = slot.last_arrival()?;
+    slot.take().map(|f| (f, at))
+}
+
+/// True if an untaken frame waits.
+pub fn has_new_frame(inbox: &FrameInbox) -> bool {
+    lock(inbox).has_new()
+}
+
+/// Frames received and dropped (replaced before use) so far.
+pub fn frame_counts(inbox: &FrameInbox) -> (u64, u64) {
+    let slot = lock(inbox);
+    (slot.received(), slot.dropped())
+}
+
+/// Why an instruction cannot start a goal, if it cannot.
+pub fn check_instruction(text: &str, max_chars: usize) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("empty instruction".into());
+    }
+    let chars = text.chars().count();
+    if chars > max_chars {
+        return Err(format!(
+            "instruction has {chars} characters, at most {max_chars} are accepted"
+        ));
+    }
+    Ok(())
+}
+
+/// Why a goal cannot start with the camera as it is (no frame yet or a stale one), if it cannot.
+pub fn check_camera(inbox: &FrameInbox, now: Instant, timeout: Duration) -> Result<(), String> {
+    match frame_age(inbox, now) {
+        None => Err("no camera image received yet".into()),
+        Some(a) if a > timeout => Err(format!("camera image is stale ({:.2} s old)", a.as_secs_f64())),
+        _ => Ok(()),
+    }
+}
+
+/// The hold reason when the camera went quiet while running.
+pub fn camera_stale(inbox: &FrameInbox, now: Instant, timeout: Duration) -> Option<String> {
+    frame_age(inbox, now)
+        .filter(|a| *a > timeout)
+        .map(|a| format!("camera stale ({:.2} s without an image)", a.as_secs_f64()))
+}
