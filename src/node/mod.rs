@@ -19,6 +19,7 @@ pub mod safety;
 pub mod scheduler;
 pub mod slot;
 pub mod synthetic;
+pub mod urdf;
 pub mod worker;
 
 pub use error::NodeError;
