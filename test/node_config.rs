@@ -103,3 +103,88 @@ fn rviz_and_launch_files_name_the_node_topics() {
         assert!(text.contains("package='univla_ros'"), "{file}");
     }
 }
+
+const ARM6_JOINTS: &str = "joint_names:=[joint1, joint2, joint3, joint4, joint5, joint6, gripper_joint]";
+
+/// `univla_arm` settings from `-p` arguments on top of a checkpoint and decoder.
+fn arm_params(extra: &[&str]) -> Result<ArmConfig, String> {
+    let mut argv = vec![
+        "univla_arm",
+        "--ros-args",
+        "-p",
+        "checkpoint:=/ckpt",
+        "-p",
+        "decoder:=/ckpt/head.safetensors",
+    ];
+    for e in extra {
+        argv.extend_from_slice(&["-p", e]);
+    }
+    let params = RosArgs::parse(argv)
+        .unwrap()
+        .0
+        .resolve_node(ArmConfig::NODE_NAME, "/")
+        .unwrap()
+        .params;
+    ArmConfig::from_params(&params).map_err(|e| e.to_string())
+}
+
+#[test]
+fn urdf_chain_is_loaded_and_checked_at_startup() {
+    let urdf = format!("urdf_path:={}", path("test/data/urdf/arm6.urdf"));
+    let base = "urdf_base_link:=base_link";
+    let tip = "urdf_tip_link:=tool0";
+    let cfg = arm_params(&[ARM6_JOINTS, &urdf, base, tip]).unwrap();
+    let ArmOutput::Joints { fk: Some(fk), .. } = &cfg.output else {
+        panic!("no FK path: {:?}", cfg.output);
+    };
+    assert_eq!(
+        fk.chain.joint_names(),
+        ["joint1", "joint2", "joint3", "joint4", "joint5", "joint6"]
+    );
+    assert_eq!(fk.map, [0, 1, 2, 3, 4, 5]);
+    // A straight arm: the tool 1.12 m above the base whatever the gripper does.
+    let path = fk.tip_path(&[vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.04]]);
+    assert_eq!(path.len(), 1);
+    assert!((path[0].translation.vector - nalgebra::Vector3::new(0.0, 0.0, 1.12)).norm() < 1e-9);
+    // Joint order in joint_names need not follow the chain.
+    let shuffled = "joint_names:=[gripper_joint, joint6, joint5, joint4, joint3, joint2, joint1]";
+    let cfg = arm_params(&[shuffled, &urdf, base, tip]).unwrap();
+    let ArmOutput::Joints { fk: Some(fk), .. } = &cfg.output else {
+        panic!("no FK path");
+    };
+    assert_eq!(fk.map, [6, 5, 4, 3, 2, 1]);
+    // Without the parameters there is no FK path.
+    let cfg = arm_params(&[ARM6_JOINTS]).unwrap();
+    assert!(matches!(cfg.output, ArmOutput::Joints { fk: None, .. }));
+
+    // All three or none.
+    let e = arm_params(&[ARM6_JOINTS, &urdf]).unwrap_err();
+    assert!(
+        e.contains("go together") && e.contains("'urdf_base_link', 'urdf_tip_link' missing"),
+        "{e}"
+    );
+    let e = arm_params(&[ARM6_JOINTS, tip]).unwrap_err();
+    assert!(e.contains("'urdf_tip_link' given") && e.contains("'urdf_path'"), "{e}");
+    // An unknown tip link is named.
+    let e = arm_params(&[ARM6_JOINTS, &urdf, base, "urdf_tip_link:=tool9"]).unwrap_err();
+    assert!(
+        e.contains("'urdf_path'") && e.contains("tip link 'tool9' is not defined") && e.contains("arm6.urdf"),
+        "{e}"
+    );
+    // A chain joint missing from joint_names is named; the extra gripper is fine.
+    let e = arm_params(&[
+        "joint_names:=[joint1, joint2, joint3, joint4, joint6, gripper_joint]",
+        &urdf,
+        base,
+        tip,
+    ])
+    .unwrap_err();
+    assert!(e.contains("'joint5'") && e.contains("not in 'joint_names'"), "{e}");
+    assert!(!e.contains("'joint4'"), "{e}");
+    // An unreadable file fails at startup too.
+    let e = arm_params(&[ARM6_JOINTS, "urdf_path:=/nonexistent/robot.urdf", base, tip]).unwrap_err();
+    assert!(e.contains("cannot read URDF file /nonexistent/robot.urdf"), "{e}");
+    // The parameters are known (no unknown-parameter error) in eef_delta mode as well.
+    let cfg = arm_params(&["action_space:=eef_delta", &urdf, base, tip]).unwrap();
+    assert!(matches!(cfg.output, ArmOutput::EefDelta { .. }));
+}

@@ -13,7 +13,7 @@ use crate::ros::msgs::visualization_msgs::MarkerArray;
 use crate::ros::{Qos, RosArgs, RosContext, RosNode, RosPublisher};
 
 use super::arm::{ArmCommand, ArmCore, ArmKind, ArmSettings};
-use super::config::{ArmConfig, ArmOutput};
+use super::config::{ArmConfig, ArmOutput, FkPath};
 use super::driver::{self, publish, Actuator, NodeIo};
 use super::error::NodeError;
 use super::fjt::TrajectoryActionSender;
@@ -27,6 +27,8 @@ enum Actuators {
         names: Vec<String>,
         topic: RosPublisher<JointTrajectory>,
         action: Option<TrajectoryActionSender>,
+        /// Draw the chunk as the tool path through forward kinematics instead of per-joint lines.
+        fk: Option<FkPath>,
     },
     Pose {
         pose: RosPublisher<PoseStamped>,
@@ -64,9 +66,28 @@ impl Actuator<ArmCommand> for Outputs {
     fn send(&self, cmd: &ArmCommand, header: &Header, actuate: bool, monitoring: bool) {
         let period = self.period;
         match (&self.actuators, cmd) {
-            (Actuators::Joints { names, topic, action }, ArmCommand::Joints(points)) => {
+            (
+                Actuators::Joints {
+                    names,
+                    topic,
+                    action,
+                    fk,
+                },
+                ArmCommand::Joints(points),
+            ) => {
                 if monitoring {
-                    publish(&self.markers, monitor::joint_chunk_markers(header, points));
+                    let markers = match fk {
+                        // The path is in the chain's base frame, whatever the node's frame_id.
+                        Some(fk) => {
+                            let base = Header {
+                                stamp: header.stamp,
+                                frame_id: fk.chain.base_link().to_string(),
+                            };
+                            monitor::pose_chunk_markers(&base, &fk.tip_path(points))
+                        }
+                        None => monitor::joint_chunk_markers(header, points),
+                    };
+                    publish(&self.markers, markers);
                 }
                 if actuate {
                     let t = trajectory(header, names, points, period);
@@ -76,7 +97,12 @@ impl Actuator<ArmCommand> for Outputs {
                     }
                 }
             }
-            (Actuators::Joints { names, topic, action }, ArmCommand::Hold(positions)) => {
+            (
+                Actuators::Joints {
+                    names, topic, action, ..
+                },
+                ArmCommand::Hold(positions),
+            ) => {
                 if actuate {
                     // Holding: the measured positions, or an empty trajectory (the controller stops).
                     let points: Vec<Vec<f64>> = positions.iter().cloned().collect();
@@ -178,8 +204,10 @@ pub fn run_arm(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
             joint_names,
             trajectory_topic,
             follow_action,
+            fk,
             ..
         } => Actuators::Joints {
+            fk: fk.clone(),
             names: joint_names.clone(),
             topic: node.create_publisher(trajectory_topic, Qos::default_profile())?,
             action: match follow_action {

@@ -1,8 +1,10 @@
 //! Strict, typed node configuration from ROS parameters: unknown parameters are refused with the
 //! list of known ones, and cross-field rules (lengths of joint names and limits, ranges) are checked
 //! before any socket is opened or any weight is loaded.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use nalgebra::Isometry3;
 
 use crate::model::generate::Decoding;
 use crate::ros::Params;
@@ -15,6 +17,8 @@ use crate::runtime::session::{Execution, PolicyOptions};
 use super::error::NodeError;
 use super::safety::{JointLimits, Violation, Workspace};
 use super::scheduler::{Alignment, ChunkMode};
+
+use super::urdf::UrdfChain;
 
 /// Parameters every ROS node may receive from launch_ros besides its own.
 const ALWAYS_ALLOWED: &[&str] = &["use_sim_time"];
@@ -268,6 +272,62 @@ impl CommonConfig {
     }
 }
 
+/// Forward kinematics that turn a joint-space chunk into a tool path for the chunk markers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FkPath {
+    /// The `urdf_base_link` → `urdf_tip_link` chain of `urdf_path`.
+    pub chain: UrdfChain,
+    /// For each movable chain joint, its index in `joint_names`.
+    pub map: Vec<usize>,
+}
+
+impl FkPath {
+    /// Loads the chain and matches its joints to `joint_names`; errors name the parameter.
+    pub fn load(path: &Path, base: &str, tip: &str, joint_names: &[String]) -> Result<Self, NodeError> {
+        let err = |e| NodeError::config(format!("'urdf_path': {e}"));
+        let chain = UrdfChain::from_file(path, base, tip).map_err(err)?;
+        let map = chain.index_map(joint_names).map_err(err)?;
+        Ok(Self { chain, map })
+    }
+
+    /// The tip pose (in `urdf_base_link`) of every chunk row given in `joint_names` order; rows
+    /// too short for the chain or with non-finite chain values are skipped.
+    pub fn tip_path(&self, points: &[Vec<f64>]) -> Vec<Isometry3<f64>> {
+        self.chain.tip_path(points, &self.map)
+    }
+}
+
+/// The URDF parameters: all three or none.
+fn read_urdf(r: &mut ParamReader) -> Result<Option<(PathBuf, String, String)>, NodeError> {
+    const NAMES: [&str; 3] = ["urdf_path", "urdf_base_link", "urdf_tip_link"];
+    let given = [
+        r.opt_string(NAMES[0])?,
+        r.opt_string(NAMES[1])?,
+        r.opt_string(NAMES[2])?,
+    ];
+    match given {
+        [None, None, None] => Ok(None),
+        [Some(path), Some(base), Some(tip)] => Ok(Some((PathBuf::from(path), base, tip))),
+        given => {
+            let list = |set: bool| {
+                NAMES
+                    .iter()
+                    .zip(&given)
+                    .filter(|(_, v)| v.is_some() == set)
+                    .map(|(n, _)| format!("'{n}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Err(NodeError::config(format!(
+                "'urdf_path', 'urdf_base_link' and 'urdf_tip_link' go together (the chunk markers' tool path): \
+                 {} given but {} missing",
+                list(true),
+                list(false)
+            )))
+        }
+    }
+}
+
 /// How the arm's actions are interpreted.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ArmOutput {
@@ -278,6 +338,8 @@ pub enum ArmOutput {
         trajectory_topic: String,
         /// `control_msgs/FollowJointTrajectory` action name, when the controller only takes actions.
         follow_action: Option<String>,
+        /// Forward kinematics for drawing the chunk as a tool path (`urdf_*` parameters), if configured.
+        fk: Option<FkPath>,
     },
     /// End-effector deltas (xyz, rpy, gripper; LIBERO/Bridge) → `PoseStamped` targets + gripper.
     EefDelta {
@@ -387,6 +449,8 @@ impl ArmConfig {
                 )))
             }
         };
+        // joint_position only (eef_delta markers already are poses); checked for completeness in both.
+        let urdf = read_urdf(&mut r)?;
         let output = match r.string("action_space", "joint_position")?.as_str() {
             "joint_position" => {
                 if joint_names.is_empty() {
@@ -396,11 +460,16 @@ impl ArmConfig {
                 }
                 let n = joint_names.len();
                 let limits = JointLimits::new(pmin, pmax, vmax, smax, n, mode).map_err(NodeError::Config)?;
+                let fk = match urdf {
+                    Some((path, base, tip)) => Some(FkPath::load(&path, &base, &tip, &joint_names)?),
+                    None => None,
+                };
                 ArmOutput::Joints {
                     joint_names,
                     limits,
                     trajectory_topic,
                     follow_action: follow.then_some(follow_name),
+                    fk,
                 }
             }
             "eef_delta" => {

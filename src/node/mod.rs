@@ -23,6 +23,7 @@ pub mod scheduler;
 pub mod slot;
 pub mod synthetic;
 pub mod timebase;
+pub mod urdf;
 pub mod worker;
 
 pub use error::NodeError;
