@@ -394,3 +394,72 @@ fn eef_deltas_become_pose_targets_inside_the_workspace() {
     }
     assert!(core.counters.clamp_events > 0);
 }
+
+#[test]
+fn frames_reach_the_model_and_chunks_the_robot_between_steps() {
+    let mut core = joint_core(FakePolicy::new(2, 4, 0.1), Violation::Clamp);
+    core.s.chunk_mode = ChunkMode::Ensemble { size: 2 };
+    let t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("pick"), t).unwrap();
+    // Nothing has run a step yet: a frame is submitted at once, but there is no step to stamp for.
+    assert!(core.react(t).command.is_none());
+    assert!(core.wait_worker(WAIT));
+    let tick = core.tick(t);
+    let steps_after_first = core.goal.as_ref().unwrap().steps;
+    assert!(matches!(tick.command, Some(ArmCommand::Joints(_))));
+    // A new frame between steps goes to the idle worker without waiting for the next step…
+    let mid = t + PERIOD / 2;
+    ready(&mut core, mid, 2);
+    assert!(core.react(mid).command.is_none());
+    assert!(core.worker.is_busy(), "the frame went to the model at once");
+    assert!(core.wait_worker(WAIT));
+    // …and its chunk goes out at once, stamped for the next step, without running a step.
+    let tick = core.react(mid);
+    assert!(matches!(tick.command, Some(ArmCommand::Joints(ref p)) if !p.is_empty()));
+    assert_eq!(tick.starts_at, Some(t + PERIOD));
+    assert!(tick.feedback.is_none());
+    let trace = tick
+        .trace
+        .expect("the first command of a chunk carries its frame's trace");
+    assert!(trace.overhead(Instant::now()) <= Instant::now() - trace.received);
+    assert_eq!(core.goal.as_ref().unwrap().steps, steps_after_first);
+    // Under a pending hold condition nothing goes out between steps.
+    core.set_estop(true);
+    ready(&mut core, mid, 2);
+    let tick = core.react(mid);
+    assert!(tick.command.is_none() && !core.worker.is_busy());
+}
+
+#[test]
+fn pose_targets_wait_for_the_step() {
+    let post = PostProcessor::new(Preset::Calvin, None, None).unwrap();
+    let workspace = Workspace::new([-1.0; 3], [1.0; 3], 0.5, Violation::Clamp).unwrap();
+    let mut s = settings(
+        ArmKind::Eef {
+            workspace,
+            initial: [0.3, 0.0, 0.3, 0.0, 0.0, 0.0],
+            translation_scale: 1.0,
+            rotation_scale: 1.0,
+        },
+        7,
+    );
+    s.require_joints = false;
+    let mut core = ArmCore::new(s, post, InferenceWorker::spawn(FakePolicy::new(7, 4, 0.01)).unwrap());
+    let t = Instant::now();
+    core.on_image(frame(), t);
+    core.start_goal(goal("pick"), t).unwrap();
+    core.tick(t);
+    assert!(core.wait_worker(WAIT));
+    let tick = core.react(t + PERIOD / 2);
+    assert!(
+        tick.command.is_none(),
+        "untimed pose targets are not sent between steps"
+    );
+    let tick = core.tick(t + PERIOD);
+    assert!(matches!(tick.command, Some(ArmCommand::Pose(_))));
+    assert!(
+        tick.trace.is_some(),
+        "the trace goes with the first command of the chunk"
+    );
+}

@@ -162,3 +162,25 @@ fn cancel_estop_and_stale_camera_stop_the_base() {
     assert_eq!(c.state(), &NodeState::Idle);
     assert!(c.start_goal(GoalSpec::default(), t).unwrap_err().contains("empty"));
 }
+
+#[test]
+fn a_decision_moves_the_base_at_once() {
+    let mut c = core(vec![NavAction::TurnLeft]);
+    let t = Instant::now();
+    c.on_image(frame(), t);
+    c.start_goal(
+        GoalSpec {
+            instruction: "turn".into(),
+            ..Default::default()
+        },
+        t,
+    )
+    .unwrap();
+    // The frame goes to the model on arrival, the decision to the base on its result.
+    assert!(c.react(t).command.is_none());
+    assert!(c.wait_worker(WAIT));
+    let tick = c.react(t);
+    assert!(tick.command.is_some_and(|v| v.angular > 0.0), "{:?}", tick.command);
+    assert!(tick.trace.is_some());
+    assert_eq!(c.take_decision(), Some(NavAction::TurnLeft));
+}
