@@ -301,6 +301,7 @@ impl ArmCore {
     fn collect_inference(&mut self, now: Instant, tick: &mut Tick) -> bool {
         let Some(res) = self.worker.poll() else { return false };
         self.worker_free = Instant::now();
+        let trace = FrameTrace::of(&res, self.worker_free);
         if Some(res.epoch) != self.goal_epoch() {
             return false; // a result for a goal that ended
         }
@@ -314,11 +315,7 @@ impl ArmCore {
                 match self.scheduler.insert(res.step, inf.chunk, self.step) {
                     Ok(late) => {
                         self.counters.late_steps += late as u64;
-                        self.pending_trace = Some(FrameTrace {
-                            received: res.received,
-                            worker_wait: res.worker_wait,
-                            model: res.model,
-                        });
+                        self.pending_trace = Some(trace);
                         return true;
                     }
                     Err(e) => self.abort(format!("model output: {e}"), now, tick),

@@ -124,6 +124,8 @@ pub struct PolicyConfig {
     pub options: PolicyOptions,
     /// libtorch intra-op threads (0: libtorch's choice).
     pub threads: i64,
+    /// Nice value of the inference thread (0: unchanged), so the control path runs first.
+    pub inference_nice: i32,
 }
 
 impl PolicyConfig {
@@ -181,7 +183,17 @@ impl PolicyConfig {
         if threads < 0 {
             return Err(NodeError::config("'threads' must be 0 (automatic) or positive"));
         }
-        Ok(Self { options: o, threads })
+        let inference_nice = r.i64("inference_nice", 10)?;
+        if !(0..=19).contains(&inference_nice) {
+            return Err(NodeError::config(
+                "'inference_nice' must be within 0..=19 (0: unchanged)",
+            ));
+        }
+        Ok(Self {
+            options: o,
+            threads,
+            inference_nice: inference_nice as i32,
+        })
     }
 }
 
@@ -204,6 +216,8 @@ pub struct CommonConfig {
     pub chunk_mode: ChunkMode,
     pub diagnostics_period: Duration,
     pub publish_monitoring: bool,
+    /// SCHED_FIFO priority of the control loop and input threads (0: normal scheduling).
+    pub realtime_priority: i32,
     pub frame_id: String,
 }
 
@@ -248,6 +262,13 @@ impl CommonConfig {
                 )))
             }
         };
+        let realtime_priority = r.i64("realtime_priority", 0)?;
+        if !(0..=99).contains(&realtime_priority) {
+            return Err(NodeError::config(
+                "'realtime_priority' must be within 0..=99 (0: normal scheduling)",
+            ));
+        }
+        let realtime_priority = realtime_priority as i32;
         Ok(Self {
             policy,
             control_rate_hz,
@@ -262,6 +283,7 @@ impl CommonConfig {
             chunk_mode,
             diagnostics_period: Duration::from_secs_f64(r.positive("diagnostics_period_s", 1.0)?),
             publish_monitoring: r.bool("publish_monitoring", true)?,
+            realtime_priority,
             frame_id: r.string("frame_id", "base_link")?,
         })
     }

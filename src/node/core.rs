@@ -10,6 +10,7 @@ use crate::runtime::preprocess::RgbImage;
 use super::diagnostics::Counters;
 use super::input::CameraFrame;
 use super::slot::LatestSlot;
+use super::worker::JobResult;
 
 /// What the node is doing.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,23 +74,61 @@ pub struct InFrame {
 pub type FrameInbox = Arc<Mutex<LatestSlot<InFrame>>>;
 
 /// Wall-clock marks of one frame's way from the transport to the command it produced. The node's
-/// overhead is everything but the model and the wait for a worker that was busy with an older frame.
+/// overhead is everything but the model and the wait for a worker busy with an older frame.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FrameTrace {
     /// The transport handed the frame over.
     pub received: Instant,
     /// Time the frame waited because the worker was still running an older frame.
     pub worker_wait: Duration,
+    /// The control loop gave the frame to the worker.
+    pub submitted: Instant,
+    /// The worker picked it up, had decoded it, and finished the model.
+    pub started: Instant,
+    pub decoded: Instant,
+    pub finished: Instant,
     /// The model itself (preprocessing, networks, head), measured on the worker.
     pub model: Duration,
+    /// The control loop took the result.
+    pub collected: Instant,
 }
 
+/// Names of [`FrameTrace::parts`], in order.
+pub const OVERHEAD_PARTS: [&str; 5] = ["handoff", "worker_wake", "decode", "result_wake", "publish"];
+
 impl FrameTrace {
+    /// The trace of `r`, taken by the control loop at `collected`.
+    pub fn of(r: &JobResult, collected: Instant) -> Self {
+        Self {
+            received: r.received,
+            worker_wait: r.worker_wait,
+            submitted: r.submitted,
+            started: r.started,
+            decoded: r.decoded,
+            finished: r.finished,
+            model: r.model,
+            collected,
+        }
+    }
+
     /// Overhead outside the model when the command went out at `sent`.
     pub fn overhead(&self, sent: Instant) -> Duration {
         sent.saturating_duration_since(self.received)
             .saturating_sub(self.model)
             .saturating_sub(self.worker_wait)
+    }
+
+    /// The overhead's parts ([`OVERHEAD_PARTS`]): arrival → submission (less the wait for a busy
+    /// worker), submission → pick-up, decoding, model end → taken by the loop, taken → sent.
+    pub fn parts(&self, sent: Instant) -> [Duration; 5] {
+        let d = |a: Instant, b: Instant| b.saturating_duration_since(a);
+        [
+            d(self.received, self.submitted).saturating_sub(self.worker_wait),
+            d(self.submitted, self.started),
+            d(self.started, self.decoded),
+            d(self.finished, self.collected),
+            d(self.collected, sent),
+        ]
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Counters {
     /// Transport-in → command-out of a frame, without the model and without waiting for a worker
     /// busy with an older frame: the node's own overhead on the control path.
     pub overhead: Window,
+    /// The overhead's parts ([`crate::node::core::OVERHEAD_PARTS`]).
+    pub overhead_parts: [Window; 5],
     ticks: u64,
     rate_mark: Option<(Instant, u64)>,
     rate_hz: f64,
@@ -76,6 +78,19 @@ impl Counters {
         }
         self.latencies_ms.push_back(d.as_secs_f64() * 1e3);
         self.inferences += 1;
+    }
+
+    /// `handoff 0.02, worker_wake 0.05, …`: the p99 of each overhead part.
+    fn parts_p99(&self) -> String {
+        crate::node::core::OVERHEAD_PARTS
+            .iter()
+            .zip(&self.overhead_parts)
+            .map(|(n, w)| match w.percentile(99.0) {
+                Some(ms) => format!("{n} {ms:.2}"),
+                None => format!("{n} n/a"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Median latency, if any inference ran.
@@ -127,6 +142,7 @@ impl Counters {
             kv("loop_work_p99_ms", f(self.loop_work.percentile(99.0))),
             kv("overhead_p50_ms", f(self.overhead.percentile(50.0))),
             kv("overhead_p99_ms", f(self.overhead.percentile(99.0))),
+            kv("overhead_parts_p99_ms", self.parts_p99()),
             kv("frames_received", self.frames_received.to_string()),
             kv("frames_dropped", self.frames_dropped.to_string()),
             kv("bad_frames", self.bad_frames.to_string()),

@@ -220,7 +220,12 @@ impl<C: ControlCore, A: Actuator<C::Command>> Driver<'_, C, A> {
             let header = self.header(tick.starts_at);
             self.actuator.send(cmd, &header, tick.actuate, monitoring);
             if let Some(trace) = tick.trace {
-                self.core.counters_mut().overhead.push(trace.overhead(Instant::now()));
+                let sent = Instant::now();
+                let counters = self.core.counters_mut();
+                counters.overhead.push(trace.overhead(sent));
+                for (w, d) in counters.overhead_parts.iter_mut().zip(trace.parts(sent)) {
+                    w.push(d);
+                }
             }
         }
         if let Some(fb) = tick.feedback {
@@ -334,7 +339,13 @@ where
     }));
     let actions = tx.clone();
     let bridge = ActionBridge::start(io.server, Box::new(move |ev| actions.send(Event::Action(ev)).is_ok()))?;
-    pump::start(io.inputs, core.frame_inbox(), tx, clock.clone())?;
+    pump::start(io.inputs, core.frame_inbox(), tx, clock.clone(), cfg.realtime_priority)?;
+    if cfg.realtime_priority > 0 {
+        match super::priority::realtime_current_thread(cfg.realtime_priority) {
+            Ok(()) => tracing::info!("control loop runs SCHED_FIFO at priority {}", cfg.realtime_priority),
+            Err(e) => tracing::warn!("control loop: {e}"),
+        }
+    }
     let mut driver = Driver {
         core,
         actuator,

@@ -16,6 +16,7 @@ pub mod input;
 pub mod monitor;
 pub mod nav;
 pub mod nav_node;
+pub mod priority;
 pub mod pump;
 pub mod ros_io;
 pub mod safety;

@@ -261,6 +261,7 @@ impl NavCore {
 
     /// Uses an inference result: a decision starts its motion now.
     fn use_result(&mut self, res: JobResult, now: Instant, tick: &mut NavTick) {
+        let trace = FrameTrace::of(&res, self.worker_free);
         match res.result {
             Ok(inf) => {
                 self.counters.record_latency(res.latency);
@@ -277,11 +278,7 @@ impl NavCore {
                     tick.command = Some(Velocity::ZERO);
                     return;
                 };
-                tick.trace = Some(FrameTrace {
-                    received: res.received,
-                    worker_wait: res.worker_wait,
-                    model: res.model,
-                });
+                tick.trace = Some(trace);
                 self.decide(action, now, tick);
             }
             Err(JobError::BadInput(e)) => {

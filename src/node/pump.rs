@@ -95,7 +95,14 @@ fn serve<T: RosMessage + 'static>(
 }
 
 /// Starts the input thread.
-pub fn start(inputs: Inputs, inbox: FrameInbox, tx: Sender<Event>, clock: ControlClock) -> Result<(), NodeError> {
+/// `realtime` > 0 runs it under SCHED_FIFO at that priority.
+pub fn start(
+    inputs: Inputs,
+    inbox: FrameInbox,
+    tx: Sender<Event>,
+    clock: ControlClock,
+    realtime: i32,
+) -> Result<(), NodeError> {
     let sim = clock.is_simulated();
     let mut tasks: Vec<Task> = Vec::new();
     let frame_clock = clock.clone();
@@ -119,7 +126,14 @@ pub fn start(inputs: Inputs, inbox: FrameInbox, tx: Sender<Event>, clock: Contro
     }
     std::thread::Builder::new()
         .name("univla-input".into())
-        .spawn(move || futures::executor::block_on(futures::future::join_all(tasks)))
+        .spawn(move || {
+            if realtime > 0 {
+                if let Err(e) = super::priority::realtime_current_thread(realtime) {
+                    tracing::warn!("input thread: {e}");
+                }
+            }
+            futures::executor::block_on(futures::future::join_all(tasks))
+        })
         .map(|_| ())
         .map_err(|e| NodeError::Thread(format!("univla-input: {e}")))
 }

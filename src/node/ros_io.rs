@@ -45,6 +45,7 @@ pub struct ModelInfo {
 pub fn load_policy(cfg: &PolicyConfig) -> Result<(InferenceWorker, ModelInfo), NodeError> {
     let opts = cfg.options.clone();
     let threads = cfg.threads;
+    let nice = cfg.inference_nice;
     tracing::info!(
         "loading checkpoint {} with head {} on {:?}",
         opts.checkpoint.display(),
@@ -53,6 +54,11 @@ pub fn load_policy(cfg: &PolicyConfig) -> Result<(InferenceWorker, ModelInfo), N
     );
     let start = Instant::now();
     let (worker, info) = InferenceWorker::spawn_with(move || {
+        if nice > 0 {
+            if let Err(e) = super::priority::lower_current_thread(nice) {
+                tracing::warn!("inference thread priority: {e}");
+            }
+        }
         if threads > 0 {
             tch::set_num_threads(threads as i32);
         }

@@ -94,6 +94,11 @@ pub struct JobResult {
     pub model: Duration,
     pub received: Instant,
     pub worker_wait: Duration,
+    /// Wall-clock marks on the worker: job submitted, picked up, decoded, finished.
+    pub submitted: Instant,
+    pub started: Instant,
+    pub decoded: Instant,
+    pub finished: Instant,
     pub result: Result<Inferred, JobError>,
 }
 
@@ -147,12 +152,15 @@ impl InferenceWorker {
                 };
                 let mut epoch = None;
                 while let Ok((job, submitted)) = jobs.recv() {
+                    let started = Instant::now();
                     if epoch != Some(job.epoch) {
                         backend.reset(&job.instruction);
                         epoch = Some(job.epoch);
                     }
                     let mut model = Duration::ZERO;
-                    let result = match job.frame.decode() {
+                    let decoded_img = job.frame.decode();
+                    let decoded = Instant::now();
+                    let result = match decoded_img {
                         Err(e) => Err(JobError::BadInput(e)),
                         Ok(img) => {
                             let start = Instant::now();
@@ -170,6 +178,10 @@ impl InferenceWorker {
                         model,
                         received: job.received,
                         worker_wait: job.worker_wait,
+                        submitted,
+                        started,
+                        decoded,
+                        finished: Instant::now(),
                         result,
                     };
                     if results.send(done).is_err() {
