@@ -1,46 +1,12 @@
-"""Launch univla_arm: `ros2 launch univla_ros arm.launch.py checkpoint:=/models/univla params_file:=...`."""
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
+"""Launch univla_arm: `ros2 launch univla_ros arm.launch.py checkpoint:=/models/univla params_file:=...`.
 
-ARGS = {
-    'params_file': (PathJoinSubstitution([FindPackageShare('univla_ros'), 'config', 'piper_realworld.yaml']),
-                    'ROS parameters file (config/piper_realworld.yaml or config/libero_eef.yaml)'),
-    'namespace': ('', 'node namespace'),
-    'node_name': ('univla_arm', 'node name'),
-    'checkpoint': ('', 'checkpoint directory (overrides the params file when set)'),
-    'image_topic': ('/camera/color/image_raw', 'camera topic (remapped onto image_raw)'),
-    'joint_states_topic': ('/joint_states', 'joint states topic'),
-    'trajectory_topic': ('/arm_controller/joint_trajectory', 'JointTrajectory output topic'),
-    'use_sim_time': ('false', 'follow /clock'),
-    'dry_run': ('false', 'publish everything except actuator commands'),
-}
+Arguments (`--show-args`): see univla_launch.py."""
+import os
+import sys
 
-
-def node(context):
-    get = lambda name: LaunchConfiguration(name).perform(context)
-    overrides = {'use_sim_time': get('use_sim_time') == 'true', 'dry_run': get('dry_run') == 'true'}
-    if get('checkpoint'):
-        overrides['checkpoint'] = get('checkpoint')
-    return [Node(
-        package='univla_ros',
-        executable='univla_arm',
-        name=get('node_name'),
-        namespace=get('namespace'),
-        output='screen',
-        emulate_tty=True,
-        parameters=[get('params_file'), overrides],
-        remappings=[
-            ('image_raw', get('image_topic')),
-            ('joint_states', get('joint_states_topic')),
-            ('joint_trajectory', get('trajectory_topic')),
-        ],
-    )]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from univla_launch import robot_launch  # noqa: E402
 
 
 def generate_launch_description():
-    return LaunchDescription(
-        [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in ARGS.items()]
-        + [OpaqueFunction(function=node)])
+    return robot_launch('arm')

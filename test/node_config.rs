@@ -89,19 +89,11 @@ fn r2r_config_is_valid() {
 }
 
 #[test]
-fn rviz_and_launch_files_name_the_node_topics() {
+fn rviz_file_names_the_node_topics() {
     let rviz = std::fs::read_to_string(path("config/univla.rviz")).unwrap();
     let doc: serde_yaml::Value = serde_yaml::from_str(&rviz).unwrap();
     assert!(doc.get("Visualization Manager").is_some());
     assert!(rviz.contains("/univla_arm/chunk_markers") && rviz.contains("/univla_arm/input_image"));
-    for (file, exe) in [
-        ("launch/arm.launch.py", "univla_arm"),
-        ("launch/nav.launch.py", "univla_nav"),
-    ] {
-        let text = std::fs::read_to_string(path(file)).unwrap();
-        assert!(text.contains(&format!("executable='{exe}'")), "{file}");
-        assert!(text.contains("package='univla_ros'"), "{file}");
-    }
 }
 
 const ARM6_JOINTS: &str = "joint_names:=[joint1, joint2, joint3, joint4, joint5, joint6, gripper_joint]";
@@ -187,4 +179,115 @@ fn urdf_chain_is_loaded_and_checked_at_startup() {
     // The parameters are known (no unknown-parameter error) in eef_delta mode as well.
     let cfg = arm_params(&["action_space:=eef_delta", &urdf, base, tip]).unwrap();
     assert!(matches!(cfg.output, ArmOutput::EefDelta { .. }));
+}
+
+/// The project's Python (the venv scripts/setup.sh makes), else the system's.
+fn python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// Runs `launch/<file>` through stand-ins of the launch API (no ROS here) and returns the Node it
+/// starts, as JSON.
+fn evaluate_launch(file: &str, args: &[&str]) -> serde_json::Value {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(python())
+        .arg(path("test/launch/evaluate_launch.py"))
+        .arg(root)
+        .arg(path(&format!("launch/{file}")))
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nodes"].as_array().map(Vec::len), Some(1), "{v}");
+    v["nodes"][0].clone()
+}
+
+/// The command line launch_ros gives the Node: name, namespace, the params file, the dict
+/// overrides as a generated `/**` file, and the remaps.
+fn launch_ros_command_line(node: &serde_json::Value, dir: &std::path::Path) -> RosArgs {
+    let params = node["parameters"].as_array().unwrap();
+    let overrides = dir.join("launch_overrides.yaml");
+    let mut yaml = String::from("/**:\n  ros__parameters:\n");
+    for (k, v) in params[1].as_object().unwrap() {
+        yaml += &format!("    {k}: {v}\n");
+    }
+    std::fs::write(&overrides, yaml).unwrap();
+    let mut argv = vec![
+        "node".to_string(),
+        "--ros-args".into(),
+        "-r".into(),
+        format!("__node:={}", node["name"].as_str().unwrap()),
+    ];
+    // launch_ros passes a namespace only when one is set.
+    let ns = node["namespace"].as_str().unwrap();
+    if !ns.is_empty() {
+        argv.extend(["-r".into(), format!("__ns:={ns}")]);
+    }
+    argv.extend([
+        "--params-file".into(),
+        params[0].as_str().unwrap().into(),
+        "--params-file".into(),
+        overrides.display().to_string(),
+    ]);
+    for r in node["remappings"].as_array().unwrap() {
+        argv.push("-r".into());
+        argv.push(format!("{}:={}", r[0].as_str().unwrap(), r[1].as_str().unwrap()));
+    }
+    // The shipped configs say cuda; this machine may have no GPU.
+    argv.extend(["-p".into(), "device:=cpu".into()]);
+    RosArgs::parse(argv).unwrap().0
+}
+
+#[test]
+fn launch_files_start_the_nodes_with_their_configs_names_and_remaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let arm = evaluate_launch(
+        "arm.launch.py",
+        &[
+            "namespace:=/robot",
+            "checkpoint:=/ckpt",
+            "dry_run:=true",
+            "node_name:=policy",
+        ],
+    );
+    assert_eq!(arm["executable"], "univla_arm");
+    let id = launch_ros_command_line(&arm, dir.path())
+        .resolve_node(ArmConfig::NODE_NAME, "/")
+        .unwrap();
+    assert_eq!(id.fqn, "/robot/policy");
+    assert_eq!(id.resolve_topic("image_raw").unwrap(), "/camera/color/image_raw");
+    assert_eq!(
+        id.resolve_topic("joint_trajectory").unwrap(),
+        "/arm_controller/joint_trajectory"
+    );
+    let cfg = ArmConfig::from_params(&id.params).unwrap();
+    assert!(cfg.common.dry_run);
+    assert_eq!(cfg.common.policy.options.checkpoint, PathBuf::from("/ckpt"));
+
+    let nav = evaluate_launch("nav.launch.py", &["cmd_vel_topic:=/base/cmd_vel", "use_sim_time:=true"]);
+    assert_eq!(nav["executable"], "univla_nav");
+    let id = launch_ros_command_line(&nav, dir.path())
+        .resolve_node(NavConfig::NODE_NAME, "/")
+        .unwrap();
+    assert_eq!(id.fqn, "/univla_nav");
+    assert_eq!(id.resolve_topic("cmd_vel").unwrap(), "/base/cmd_vel");
+    assert!(NavConfig::from_params(&id.params).is_ok());
+    // An argument the launch file does not declare is refused, as ros2 launch does.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(python())
+        .args([
+            path("test/launch/evaluate_launch.py"),
+            root.into(),
+            path("launch/nav.launch.py"),
+        ])
+        .arg("trajectory_topic:=/x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }
