@@ -481,29 +481,58 @@ fn press(
     })
 }
 
+/// `univla_arm` in eef_delta mode with the LIBERO head, a camera, and collectors of its pose
+/// targets, gripper commands and diagnostics.
+struct EefRig {
+    child: ChildGuard,
+    poses: Collector<PoseStamped>,
+    grippers: Collector<Float64>,
+    diagnostics: Collector<DiagnosticArray>,
+    _robot: SyntheticRobot,
+    _dir: tempfile::TempDir,
+}
+
+impl EefRig {
+    fn start(domain: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = checkpoint(dir.path());
+        let params = dir.path().join("arm_eef.yaml");
+        std::fs::write(
+            &params,
+            format!(
+                "/**:\n  ros__parameters:\n    checkpoint: {ckpt}\n    decoder: action_decoder_libero.safetensors\n    unnorm_key: libero_10_no_noops\n    greedy: true\n    control_rate_hz: {CONTROL_RATE_HZ:?}\n    image_timeout_s: 2.0\n    action_space: eef_delta\n    pose_topic: eef_target\n    gripper_topic: gripper_command\n    initial_pose: [{pose}]\n    workspace_min: [{lo}]\n    workspace_max: [{hi}]\n    max_translation_step: {MAX_TRANSLATION_STEP:?}\n    frame_id: {EEF_FRAME}\n    diagnostics_period_s: 0.3\n",
+                ckpt = ckpt.display(),
+                pose = list(&INITIAL_POSE),
+                lo = list(&WORKSPACE_MIN),
+                hi = list(&WORKSPACE_MAX),
+            ),
+        )
+        .unwrap();
+        let child = spawn(BIN, domain, &node_args("eef_policy", &params), false);
+        Self {
+            child,
+            _robot: SyntheticRobot::start(domain, "/cam/image", None, 15.0),
+            poses: Collector::start(domain, "/robot/eef_target", Qos::default_profile()),
+            grippers: Collector::start(domain, "/robot/gripper_command", Qos::default_profile()),
+            diagnostics: Collector::start(domain, "/diagnostics", Qos::default_profile()),
+            _dir: dir,
+        }
+    }
+
+    /// Every target so far, in stamp order.
+    fn targets(&self) -> Vec<PoseStamped> {
+        let mut all: Vec<PoseStamped> = self.poses.snapshot().into_iter().map(|(_, p)| p).collect();
+        all.sort_by_key(|p| p.header.stamp);
+        all
+    }
+}
+
 #[test]
 fn arm_node_eef_delta_pose_targets_gripper_and_estop() {
     guard();
     let domain = 66;
-    let dir = tempfile::tempdir().unwrap();
-    let ckpt = checkpoint(dir.path());
-    let params = dir.path().join("arm_eef.yaml");
-    std::fs::write(
-        &params,
-        format!(
-            "/**:\n  ros__parameters:\n    checkpoint: {ckpt}\n    decoder: action_decoder_libero.safetensors\n    unnorm_key: libero_10_no_noops\n    greedy: true\n    control_rate_hz: {CONTROL_RATE_HZ:?}\n    image_timeout_s: 2.0\n    action_space: eef_delta\n    pose_topic: eef_target\n    gripper_topic: gripper_command\n    initial_pose: [{pose}]\n    workspace_min: [{lo}]\n    workspace_max: [{hi}]\n    max_translation_step: {MAX_TRANSLATION_STEP:?}\n    frame_id: {EEF_FRAME}\n    diagnostics_period_s: 0.3\n",
-            ckpt = ckpt.display(),
-            pose = list(&INITIAL_POSE),
-            lo = list(&WORKSPACE_MIN),
-            hi = list(&WORKSPACE_MAX),
-        ),
-    )
-    .unwrap();
-    let mut child = spawn(BIN, domain, &node_args("eef_policy", &params), false);
-    let _robot = SyntheticRobot::start(domain, "/cam/image", None, 15.0);
-    let poses = Collector::<PoseStamped>::start(domain, "/robot/eef_target", Qos::default_profile());
-    let grippers = Collector::<Float64>::start(domain, "/robot/gripper_command", Qos::default_profile());
-    let diagnostics = Collector::<DiagnosticArray>::start(domain, "/diagnostics", Qos::default_profile());
+    let mut rig = EefRig::start(domain);
+    let (poses, grippers, diagnostics) = (&rig.poses, &rig.grippers, &rig.diagnostics);
     let ctx = RosContext::with_domain(domain).unwrap();
     let mut client_node = peer(&ctx, "goal_client");
     let client = RosActionClient::<Execute>::new(&mut client_node, "/robot/eef_policy/execute").unwrap();
@@ -537,7 +566,7 @@ fn arm_node_eef_delta_pose_targets_gripper_and_estop() {
     );
 
     // E-stop: the node holds, reports it, refuses goals and sends no new targets.
-    let held = press(&estop, true, &diagnostics, "holding: emergency stop");
+    let held = press(&estop, true, diagnostics, "holding: emergency stop");
     assert_eq!(state_of(&held).map(|s| s.1), Some(DiagnosticStatus::WARN));
     let t_hold = held.header.stamp;
     assert!(t_hold.sec > 0, "diagnostics are stamped");
@@ -567,7 +596,7 @@ fn arm_node_eef_delta_pose_targets_gripper_and_estop() {
     );
 
     // Release: goal A resumes (from where it stopped), then goal B replaces it from the start pose.
-    let running = press(&estop, false, &diagnostics, "running");
+    let running = press(&estop, false, diagnostics, "running");
     let t_run = running.header.stamp;
     wait_until("pose targets after the release", || {
         poses
@@ -593,9 +622,8 @@ fn arm_node_eef_delta_pose_targets_gripper_and_estop() {
 
     // Every target: configured frame, inside the workspace, unit quaternion, and within one
     // translation step of its predecessor; only goal B's first target may jump, back to the
-    // start pose.
-    let mut all: Vec<PoseStamped> = poses.snapshot().into_iter().map(|(_, p)| p).collect();
-    all.sort_by_key(|p| p.header.stamp);
+    // start pose (the node's current behaviour; see the ignored test below).
+    let all = rig.targets();
     let mut prev = initial;
     let mut restarted = false;
     for p in &all {
@@ -623,6 +651,55 @@ fn arm_node_eef_delta_pose_targets_gripper_and_estop() {
     }
     let g = grippers.snapshot();
     assert!(g.iter().all(|(_, c)| (-1.0..=1.0).contains(&c.data)), "{g:?}");
-    let status = child.interrupt_and_wait(WAIT);
+    let status = rig.child.interrupt_and_wait(WAIT);
+    assert!(status.success(), "node exit status {status:?}");
+}
+
+/// `max_translation_step` bounds the distance between consecutive targets, also when a new goal
+/// preempts a running one (the arm is wherever goal A left it, not at `initial_pose`).
+#[test]
+#[ignore = "node bug: a new goal restarts the end-effector integration at initial_pose (src/node/arm.rs, \
+            ArmCore::start_goal), so its first target jumps from the last target of the preempted goal \
+            by more than max_translation_step"]
+fn arm_node_eef_delta_preempting_goal_keeps_the_translation_step() {
+    guard();
+    let domain = 67;
+    let mut rig = EefRig::start(domain);
+    let ctx = RosContext::with_domain(domain).unwrap();
+    let mut client_node = peer(&ctx, "goal_client");
+    let client = RosActionClient::<Execute>::new(&mut client_node, "/robot/eef_policy/execute").unwrap();
+    let initial = [INITIAL_POSE[0], INITIAL_POSE[1], INITIAL_POSE[2]];
+    let rt = runtime();
+    rt.block_on(async {
+        wait_for_action_server(&client, &client_node).await;
+        let t_a = Instant::now();
+        send_when_ready(&client, &goal("put the bowl on the plate", 0)).await;
+        // Let goal A move the target well away from the start pose.
+        wait_until("goal A's target away from the start pose", || {
+            rig.poses
+                .snapshot()
+                .iter()
+                .any(|(t, p)| *t >= t_a && distance(position(p), initial) > 3.0 * MAX_TRANSLATION_STEP)
+                .then_some(())
+        });
+        let t_b = Instant::now();
+        let b = bounded("goal B", client.send_goal(goal("close the microwave", 0)))
+            .await
+            .unwrap()
+            .expect("goal B accepted");
+        rig.poses.wait_count(t_b, 3, "pose targets of goal B", |_| true);
+        cancel(&client, b).await;
+    });
+    let all = rig.targets();
+    for w in all.windows(2) {
+        let (a, b) = (position(&w[0]), position(&w[1]));
+        assert!(
+            distance(a, b) <= MAX_TRANSLATION_STEP + EPS,
+            "consecutive targets {a:?} → {b:?} (stamped {:?}) are {:.4} m apart, more than max_translation_step {MAX_TRANSLATION_STEP}",
+            w[1].header.stamp,
+            distance(a, b)
+        );
+    }
+    let status = rig.child.interrupt_and_wait(WAIT);
     assert!(status.success(), "node exit status {status:?}");
 }
