@@ -236,9 +236,8 @@ impl ArmCore {
         self.scheduler =
             ChunkScheduler::new(mode, self.s.action_dim, self.s.default_ensemble).with_alignment(self.s.alignment);
         self.pending_trace = None;
-        if let ArmKind::Eef { initial, .. } = &self.s.kind {
-            self.pose = pose_from_xyz_rpy(initial);
-        }
+        // End-effector targets keep integrating from the last commanded pose (the initial pose
+        // until the first target): a new goal never makes the arm jump.
         self.goal = Some(Goal {
             epoch: self.epoch,
             instruction: spec.instruction,

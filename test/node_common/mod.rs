@@ -304,3 +304,49 @@ pub async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -
         Err(_) => panic!("{what}: no answer within {WAIT:?}"),
     }
 }
+
+/// Polls `f` every 20 ms until it returns a value; panics after [`WAIT`].
+pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < WAIT, "no {what} within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl<T: RosMessage> Collector<T> {
+    /// Waits until at least `n` messages received after `since` satisfy `pred`; returns them, in
+    /// arrival order.
+    pub fn wait_count(&self, since: Instant, n: usize, what: &str, pred: impl Fn(&T) -> bool) -> Vec<T> {
+        wait_until(what, || {
+            let found: Vec<T> = self
+                .snapshot()
+                .into_iter()
+                .filter(|(t, m)| *t >= since && pred(m))
+                .map(|(_, m)| m)
+                .collect();
+            (found.len() >= n).then_some(found)
+        })
+    }
+}
+
+/// How long one discovery attempt waits before re-checking the match state.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
+
+/// Waits until the action server is matched. ros2-client's wait resolves on graph events, which
+/// its spinner drops when a waiter's 8-event channel is full; retrying re-reads the match state.
+pub async fn wait_for_action_server<A: univla_ros::ros::msgs::RosAction>(
+    client: &univla_ros::ros::action::RosActionClient<A>,
+    node: &RosNode,
+) {
+    let start = Instant::now();
+    while tokio::time::timeout(DISCOVERY_RETRY, client.wait_for_server(node))
+        .await
+        .is_err()
+    {
+        assert!(start.elapsed() < WAIT, "action server not discovered within {WAIT:?}");
+    }
+}
