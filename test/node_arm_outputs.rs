@@ -7,7 +7,7 @@ mod node_common;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -160,6 +160,8 @@ type Event = Result<ServerEvent<FollowJointTrajectory>, univla_ros::ros::RosErro
 struct FakeController {
     goals: Arc<Mutex<Vec<ControllerGoal>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Finished goals whose result the node fetched.
+    fetched: Arc<AtomicUsize>,
     reject: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
@@ -170,19 +172,24 @@ fn next_event(server: &Arc<RosActionServer<FollowJointTrajectory>>) -> Pin<Box<d
     Box::pin(async move { s.next_event().await })
 }
 
-/// Ends a goal; the node's client need not fetch the result, so the wait is bounded.
+/// Ends a goal; it completes once the node's client has fetched the result (bounded wait), which
+/// is counted in `fetched`.
 fn finish(
     server: &Arc<RosActionServer<FollowJointTrajectory>>,
     g: univla_ros::ros::action::ActiveGoal<FollowJointTrajectory>,
     outcome: GoalOutcome,
+    fetched: &Arc<AtomicUsize>,
 ) -> BoxFut {
     let s = Arc::clone(server);
+    let fetched = Arc::clone(fetched);
     Box::pin(async move {
         let result = FollowJointTrajectoryResult {
             error_code: FollowJointTrajectoryResult::SUCCESSFUL,
             error_string: String::new(),
         };
-        let _ = tokio::time::timeout(FINISH_WAIT, s.finish(g, outcome, result)).await;
+        if let Ok(Ok(())) = tokio::time::timeout(FINISH_WAIT, s.finish(g, outcome, result)).await {
+            fetched.fetch_add(1, Ordering::SeqCst);
+        }
     })
 }
 
@@ -192,22 +199,25 @@ impl FakeController {
         let errors = Arc::new(Mutex::new(Vec::new()));
         let reject = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let (g, e, r, s) = (
+        let fetched = Arc::new(AtomicUsize::new(0));
+        let (g, e, r, s, f) = (
             Arc::clone(&goals),
             Arc::clone(&errors),
             Arc::clone(&reject),
             Arc::clone(&stop),
+            Arc::clone(&fetched),
         );
         let action = action.to_string();
         let handle = std::thread::spawn(move || {
             let ctx = RosContext::with_domain(domain).unwrap();
             let mut node = peer(&ctx, "arm_controller");
             let server = Arc::new(RosActionServer::<FollowJointTrajectory>::new(&mut node, &action).unwrap());
-            runtime().block_on(Self::serve(server, g, e, r, s));
+            runtime().block_on(Self::serve(server, g, e, r, s, f));
         });
         Self {
             goals,
             errors,
+            fetched,
             reject,
             stop,
             handle: Some(handle),
@@ -220,6 +230,7 @@ impl FakeController {
         errors: Arc<Mutex<Vec<String>>>,
         reject: Arc<AtomicBool>,
         stop: Arc<AtomicBool>,
+        fetched: Arc<AtomicUsize>,
     ) {
         let mut event = next_event(&server);
         let mut finishing: FuturesUnordered<BoxFut> = FuturesUnordered::new();
@@ -239,7 +250,8 @@ impl FakeController {
                             if accepted {
                                 server.accept(req).await.map(|g| {
                                     if let Some(prev) = active.replace(g) {
-                                        finishing.push(finish(&server, prev, GoalOutcome::Aborted));
+                                        // ros2_controllers cancels the goal a new one preempts.
+                                        finishing.push(finish(&server, prev, GoalOutcome::Canceled, &fetched));
                                     }
                                 })
                             } else {
@@ -261,7 +273,7 @@ impl FakeController {
             }
         }
         if let Some(g) = active {
-            finish(&server, g, GoalOutcome::Succeeded).await;
+            finish(&server, g, GoalOutcome::Succeeded, &fetched).await;
         }
     }
 
@@ -439,6 +451,11 @@ fn arm_node_follow_joint_trajectory_goals_hold_and_rejecting_controller() {
     );
     let errors = controller.errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "controller errors: {errors:?}");
+    // The node follows up its goals: the controller could hand over results of preempted goals.
+    assert!(
+        controller.fetched.load(Ordering::SeqCst) > 0,
+        "the node never fetched a FollowJointTrajectory result"
+    );
     let status = child.interrupt_and_wait(WAIT);
     assert!(status.success(), "node exit status {status:?}");
 }

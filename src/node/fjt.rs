@@ -1,16 +1,44 @@
 //! `control_msgs/FollowJointTrajectory` output for controllers that only take actions: the newest
 //! trajectory is sent as a goal (which preempts the controller's previous goal); trajectories that
-//! arrive while a goal is being sent are replaced, never queued.
+//! arrive while a goal is being sent are replaced, never queued. Each accepted goal's result is
+//! fetched (controllers may wait for that), and a controller that aborts or reports an error code
+//! is logged.
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
-use crate::ros::action::RosActionClient;
-use crate::ros::msgs::control_msgs::{FollowJointTrajectory, FollowJointTrajectoryGoal};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+
+use crate::ros::action::{GoalId, GoalStatus, RosActionClient};
+use crate::ros::msgs::control_msgs::{FollowJointTrajectory, FollowJointTrajectoryGoal, FollowJointTrajectoryResult};
 use crate::ros::msgs::trajectory_msgs::JointTrajectory;
 
 use super::error::NodeError;
 
 /// Bound on one goal exchange with the controller.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a goal's result is awaited (a chunk lasts seconds; a preempted goal ends at once).
+const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Every how many rejected goals a warning is logged.
+const REJECTION_LOG_EVERY: u64 = 100;
+/// Results awaited at most at once; goals beyond that are not followed up.
+const MAX_PENDING_RESULTS: usize = 64;
+
+/// Logs what the controller reports about one goal.
+fn report(id: GoalId, outcome: Result<(GoalStatus, FollowJointTrajectoryResult), String>) {
+    match outcome {
+        // Preempted by our next trajectory: the normal case.
+        Ok((GoalStatus::Canceled, _)) => {}
+        Ok((GoalStatus::Succeeded, r)) if r.error_code == FollowJointTrajectoryResult::SUCCESSFUL => {}
+        Ok((status, r)) => tracing::warn!(
+            "trajectory controller: goal {id} ended {status:?} with error {} ({})",
+            r.error_code,
+            r.error_string
+        ),
+        Err(e) => tracing::debug!("trajectory controller: no result for goal {id}: {e}"),
+    }
+}
 
 /// Sends trajectories through the action client on its own thread.
 pub struct TrajectoryActionSender {
@@ -28,19 +56,46 @@ impl TrajectoryActionSender {
             .name("univla-fjt".into())
             .spawn(move || {
                 rt.block_on(async move {
-                    while rx.changed().await.is_ok() {
-                        let Some(trajectory) = rx.borrow_and_update().clone() else {
-                            continue;
-                        };
-                        let goal = FollowJointTrajectoryGoal {
-                            trajectory,
-                            ..Default::default()
-                        };
-                        match tokio::time::timeout(SEND_TIMEOUT, client.send_goal(goal)).await {
-                            Ok(Ok(Some(_))) => {}
-                            Ok(Ok(None)) => tracing::warn!("the trajectory controller rejected a goal"),
-                            Ok(Err(e)) => tracing::warn!("{e}"),
-                            Err(_) => tracing::warn!("trajectory controller did not answer within {SEND_TIMEOUT:?}"),
+                    type Pending<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+                    let client = &client;
+                    let mut results: FuturesUnordered<Pending<'_>> = FuturesUnordered::new();
+                    let mut rejected = 0u64;
+                    loop {
+                        tokio::select! {
+                            changed = rx.changed() => {
+                                if changed.is_err() {
+                                    break;
+                                }
+                                let Some(trajectory) = rx.borrow_and_update().clone() else {
+                                    continue;
+                                };
+                                let goal = FollowJointTrajectoryGoal {
+                                    trajectory,
+                                    ..Default::default()
+                                };
+                                match tokio::time::timeout(SEND_TIMEOUT, client.send_goal(goal)).await {
+                                    Ok(Ok(Some(id))) if results.len() < MAX_PENDING_RESULTS => {
+                                        results.push(Box::pin(async move {
+                                            let r = match tokio::time::timeout(RESULT_TIMEOUT, client.result(id)).await {
+                                                Ok(r) => r.map_err(|e| e.to_string()),
+                                                Err(_) => Err(format!("none within {RESULT_TIMEOUT:?}")),
+                                            };
+                                            report(id, r);
+                                        }));
+                                    }
+                                    Ok(Ok(Some(_))) => {}
+                                    Ok(Ok(None)) => {
+                                        // At the control rate: the first and then every 100th.
+                                        if rejected.is_multiple_of(REJECTION_LOG_EVERY) {
+                                            tracing::warn!("the trajectory controller rejected a goal ({} so far)", rejected + 1);
+                                        }
+                                        rejected += 1;
+                                    }
+                                    Ok(Err(e)) => tracing::warn!("{e}"),
+                                    Err(_) => tracing::warn!("trajectory controller did not answer within {SEND_TIMEOUT:?}"),
+                                }
+                            }
+                            Some(()) = results.next(), if !results.is_empty() => {}
                         }
                     }
                 })
