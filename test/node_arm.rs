@@ -11,6 +11,7 @@ use node_common::*;
 use univla_ros::ros::action::{GoalStatus, RosActionClient};
 use univla_ros::ros::msgs::builtin_interfaces::Duration as RosDuration;
 use univla_ros::ros::msgs::diagnostic_msgs::DiagnosticArray;
+use univla_ros::ros::msgs::rcl_interfaces::Log;
 use univla_ros::ros::msgs::sensor_msgs::Image;
 use univla_ros::ros::msgs::std_msgs::Bool;
 use univla_ros::ros::msgs::trajectory_msgs::JointTrajectory;
@@ -92,6 +93,7 @@ fn arm_node_goals_feedback_preemption_cancel_and_monitoring() {
     let latents = Collector::<LatentActions>::start(domain, "/robot/arm_policy/latent_actions", Qos::default_profile());
     let markers = Collector::<MarkerArray>::start(domain, "/robot/arm_policy/chunk_markers", Qos::default_profile());
     let previews = Collector::<Image>::start(domain, "/robot/arm_policy/input_image", Qos::sensor_data());
+    let rosout = Collector::<Log>::start(domain, "/rosout", Qos::default_profile());
 
     let ctx = RosContext::with_domain(domain).unwrap();
     let mut client_node = peer(&ctx, "goal_client");
@@ -193,6 +195,12 @@ fn arm_node_goals_feedback_preemption_cancel_and_monitoring() {
             assert_eq!(p.time_from_start.to_nanos(), (k as i64 + 1) * 100_000_000);
         }
     }
+    // Rejection reasons reach operators on /rosout (the action protocol has no field for them).
+    let r = rosout.wait_for(Instant::now() - WAIT * 2, "goal rejection on /rosout", |l| {
+        l.msg.contains("rejected goal") && l.msg.contains("empty instruction")
+    });
+    assert_eq!((r.level, r.name.as_str()), (Log::WARN, "robot.arm_policy"), "{r:?}");
+    assert!(r.stamp.sec > 0);
     let l = latents.wait_for(Instant::now() - WAIT, "latent tokens", |l| l.ids.len() == 4);
     assert!(l.ids.iter().all(|&i| (32001..32017).contains(&i)), "{l:?}");
     assert!(l.tokens.starts_with("<ACT_"));

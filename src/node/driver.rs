@@ -52,7 +52,7 @@ pub trait Actuator<C> {
     fn send(&self, cmd: &C, header: &Header, actuate: bool, monitoring: bool);
 }
 
-/// The endpoints every policy node has besides its actuators.
+/// The endpoints every policy node has besides its actuators (and `/rosout` for its logs).
 pub struct NodeIo {
     pub inputs: Inputs,
     pub server: RosActionServer<Execute>,
@@ -65,6 +65,7 @@ impl NodeIo {
     /// Creates the camera, e-stop and instruction subscriptions (and joint states when
     /// `joint_topic` is given), the monitoring publishers and the `~/execute` action server.
     pub fn create(node: &mut RosNode, c: &CommonConfig, joint_topic: Option<&str>) -> Result<Self, NodeError> {
+        crate::ros::logging::attach_rosout(node)?;
         let qos = if c.image_reliable {
             Qos::default_profile()
         } else {

@@ -1,8 +1,88 @@
 //! `tracing` set-up for the nodes: `RUST_LOG` wins, else `--log-level`, else info. DDS internals
-//! are kept at warn unless named explicitly.
-use tracing_subscriber::EnvFilter;
+//! are kept at warn unless named explicitly. Records also go to `/rosout` (`rcl_interfaces/Log`,
+//! as rclcpp nodes do) once [`attach_rosout`] has given them a node, unless
+//! `--disable-rosout-logs`; a full queue drops records rather than slowing the caller.
+use std::fmt::Write as _;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use super::args::RosArgs;
+use super::error::RosError;
+use super::msgs::rcl_interfaces::Log;
+use super::qos::Qos;
+use super::transport::RosNode;
+
+/// Records waiting for `/rosout` (startup logs before the node exists fit in it).
+const ROSOUT_QUEUE: usize = 256;
+/// `/rosout` as rcl creates it: reliable, transient local, deep history.
+const ROSOUT_QOS: Qos = Qos {
+    reliable: true,
+    transient_local: true,
+    depth: 1000,
+};
+
+/// The receiving end of the `/rosout` queue, until a node takes it.
+static ROSOUT: OnceLock<Mutex<Option<Receiver<Log>>>> = OnceLock::new();
+
+/// A tracing layer that queues records for `/rosout`.
+struct RosoutLayer {
+    tx: SyncSender<Log>,
+}
+
+/// Collects an event's message and fields as one line.
+#[derive(Default)]
+struct Line(String);
+
+impl Visit for Line {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{}{value:?}", if self.0.is_empty() { "" } else { " " });
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{}{value}", if self.0.is_empty() { "" } else { " " });
+        } else {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+}
+
+fn ros_level(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => Log::ERROR,
+        Level::WARN => Log::WARN,
+        Level::INFO => Log::INFO,
+        _ => Log::DEBUG,
+    }
+}
+
+impl<S: Subscriber> Layer<S> for RosoutLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let mut line = Line::default();
+        event.record(&mut line);
+        let record = Log {
+            level: ros_level(meta.level()),
+            msg: line.0,
+            file: meta.file().unwrap_or_default().to_string(),
+            function: meta.target().to_string(),
+            line: meta.line().unwrap_or(0),
+            ..Default::default()
+        };
+        // Full (nobody publishing yet, or /rosout stalled): drop, never block the caller.
+        let _ = self.tx.try_send(record);
+    }
+}
 
 /// Noise filter for the middleware crates, appended to a level given by `--log-level`.
 const MIDDLEWARE_DIRECTIVES: &str = "rustdds=warn,ros2_client=warn";
@@ -20,21 +100,57 @@ pub fn filter_directives(args: &RosArgs, rust_log: Option<&str>) -> String {
     out
 }
 
-/// Installs the global subscriber (stderr unless `--disable-stdout-logs`); a second call is a no-op.
+/// Installs the global subscriber: stderr (errors only with `--disable-stdout-logs`) and the
+/// `/rosout` queue (unless `--disable-rosout-logs`); a second call is a no-op.
 pub fn init_tracing(args: &RosArgs) {
     let rust_log = std::env::var("RUST_LOG").ok();
-    let filter =
-        EnvFilter::try_new(filter_directives(args, rust_log.as_deref())).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if args.stdout_logs {
-        builder.try_init()
-    } else {
-        builder.with_max_level(tracing::Level::ERROR).try_init()
-    };
+    let directives = filter_directives(args, rust_log.as_deref());
+    let filter = || EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(if args.stdout_logs {
+            filter()
+        } else {
+            EnvFilter::new("error")
+        });
+    let rosout = args.rosout_logs.then(|| {
+        let (tx, rx) = mpsc::sync_channel(ROSOUT_QUEUE);
+        let slot = ROSOUT.get_or_init(|| Mutex::new(None));
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(rx);
+        RosoutLayer { tx }.with_filter(filter())
+    });
     // Already installed (tests, or a second node in-process): keep the first one.
-    let _ = result;
+    let _ = tracing_subscriber::registry().with(stderr).with(rosout).try_init();
+}
+
+/// Publishes the queued and all later log records on `/rosout` as `node`'s logger, from a thread
+/// of its own. Does nothing when `/rosout` is disabled or another node took the queue.
+pub fn attach_rosout(node: &mut RosNode) -> Result<(), RosError> {
+    let Some(rx) = ROSOUT
+        .get()
+        .and_then(|m| m.lock().unwrap_or_else(PoisonError::into_inner).take())
+    else {
+        return Ok(());
+    };
+    let publisher = node.create_publisher::<Log>("/rosout", ROSOUT_QOS)?;
+    let name = node.fqn().trim_start_matches('/').replace('/', ".");
+    let clock = node.clock();
+    std::thread::Builder::new()
+        .name("univla-rosout".into())
+        .spawn(move || {
+            // Ends when the subscriber (and so the sender) is gone: at process exit.
+            while let Ok(mut record) = rx.recv() {
+                record.stamp = clock.now();
+                record.name.clone_from(&name);
+                // A failed publish cannot be logged without feeding this loop.
+                let _ = publisher.publish(record);
+            }
+        })
+        .map(|_| ())
+        .map_err(|source| RosError::Thread {
+            name: "univla-rosout",
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod cdr;
 pub mod control_msgs;
 pub mod diagnostic_msgs;
 pub mod geometry_msgs;
+pub mod rcl_interfaces;
 pub mod rosgraph_msgs;
 pub mod sensor_msgs;
 pub mod std_msgs;

@@ -84,6 +84,15 @@ fn bad_payloads_are_errors() {
 fn every_type_round_trips() {
     round_trip(&Duration { sec: -3, nanosec: 7 });
     round_trip(&Bool { data: true });
+    round_trip(&super::rcl_interfaces::Log {
+        stamp: Time { sec: 5, nanosec: 6 },
+        level: super::rcl_interfaces::Log::WARN,
+        name: "robot.arm".into(),
+        msg: "rejected goal".into(),
+        file: "src/node/driver.rs".into(),
+        function: "univla_ros::node::driver".into(),
+        line: 42,
+    });
     round_trip(&ColorRGBA {
         r: 0.1,
         g: 0.2,
