@@ -12,7 +12,7 @@ use crate::runtime::postprocess::{Action, PostProcessor};
 
 use super::core::{
     camera_stale, check_camera, check_instruction, frame_counts, has_new_frame, take_frame, ControlCore, FrameInbox,
-    FrameTrace, InFrame,
+    FrameTrace, InFrame, LastInference,
 };
 pub use super::core::{Ended, GoalSpec, NodeState, StepFeedback};
 use super::diagnostics::Counters;
@@ -104,8 +104,7 @@ pub struct ArmCore {
     step: u64,
     state: NodeState,
     pose: Isometry3<f64>,
-    last_latent: Vec<i64>,
-    last_latency_ms: f32,
+    last: LastInference,
     pub counters: Counters,
 }
 
@@ -142,53 +141,14 @@ impl ArmCore {
             step: 0,
             state: NodeState::Idle,
             pose,
-            last_latent: Vec::new(),
-            last_latency_ms: 0.0,
+            last: LastInference::default(),
             counters: Counters::default(),
         }
-    }
-
-    pub fn state(&self) -> &NodeState {
-        &self.state
-    }
-
-    /// Epoch of the running goal.
-    pub fn goal_epoch(&self) -> Option<u64> {
-        self.goal.as_ref().map(|g| g.epoch)
-    }
-
-    /// Instruction of the running goal.
-    pub fn running_instruction(&self) -> Option<&str> {
-        self.goal.as_ref().map(|g| g.instruction.as_str())
     }
 
     /// A camera frame arrived (the driver's input thread puts into [`Self::frame_inbox`] instead).
     pub fn on_image(&mut self, frame: CameraFrame, now: Instant) {
         super::core::put_frame(&self.frames, frame, now);
-    }
-
-    /// Joint states with unknown names or malformed arrays are counted and reported.
-    pub fn on_joint_state(&mut self, js: &JointState, now: Instant) -> Result<(), String> {
-        match self.joints.update(js, now) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                self.counters.bad_joint_states += 1;
-                self.counters.last_error = e.clone();
-                Err(e)
-            }
-        }
-    }
-
-    pub fn set_estop(&mut self, engaged: bool) {
-        if engaged != self.estop {
-            tracing::warn!("emergency stop {}", if engaged { "engaged" } else { "released" });
-        }
-        self.estop = engaged;
-    }
-
-    /// The hold command for the current joint state.
-    pub fn hold_command(&self, now: Instant) -> ArmCommand {
-        ArmCommand::Hold(self.joints.positions(now, self.s.joint_timeout))
     }
 
     /// Why a goal cannot start now, if it cannot.
@@ -211,53 +171,6 @@ impl ArmCore {
             }
         }
         Ok(mode)
-    }
-
-    /// Starts a goal (preempting the running one) or says why not.
-    pub fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String> {
-        let mode = match self.readiness(&spec, now) {
-            Ok(m) => m,
-            Err(e) => {
-                self.counters.goals_rejected += 1;
-                self.counters.last_error = format!("goal rejected: {e}");
-                return Err(e);
-            }
-        };
-        let preempted = self.goal.take().map(|g| {
-            ended(
-                &g,
-                GoalOutcome::Aborted,
-                ExecuteResult::PREEMPTED,
-                "preempted by a new goal",
-            )
-        });
-        self.epoch += 1;
-        let mode = mode.unwrap_or(self.s.chunk_mode);
-        self.scheduler =
-            ChunkScheduler::new(mode, self.s.action_dim, self.s.default_ensemble).with_alignment(self.s.alignment);
-        self.pending_trace = None;
-        // End-effector targets keep integrating from the last commanded pose (the initial pose
-        // until the first target): a new goal never makes the arm jump.
-        self.goal = Some(Goal {
-            epoch: self.epoch,
-            instruction: spec.instruction,
-            max_steps: spec.max_steps,
-            deadline: spec.time_limit.map(|d| now + d),
-            steps: 0,
-        });
-        self.counters.goals_accepted += 1;
-        self.state = NodeState::Running;
-        Ok((self.epoch, preempted))
-    }
-
-    /// Cancels the goal `epoch`; the caller sends [`Self::hold_command`] at once.
-    pub fn cancel(&mut self, epoch: u64) -> Option<Ended> {
-        if self.goal_epoch() != Some(epoch) {
-            return None;
-        }
-        self.goal
-            .take()
-            .map(|g| self.finish(g, GoalOutcome::Canceled, ExecuteResult::CANCELED, "canceled"))
     }
 
     fn finish(&mut self, g: Goal, status: GoalOutcome, outcome: u8, reason: &str) -> Ended {
@@ -306,11 +219,8 @@ impl ArmCore {
         }
         match res.result {
             Ok(inf) => {
-                self.counters.record_latency(res.latency);
-                self.last_latency_ms = (res.latency.as_secs_f64() * 1e3) as f32;
-                self.last_latent = inf.latent_ids.clone();
-                tick.latent_ids = Some(inf.latent_ids);
-                tick.preview = inf.preview;
+                self.last
+                    .note(res.latency, inf.latent_ids, inf.preview, &mut self.counters, tick);
                 match self.scheduler.insert(res.step, inf.chunk, self.step) {
                     Ok(late) => {
                         self.counters.late_steps += late as u64;
@@ -466,8 +376,124 @@ impl ArmCore {
         }
     }
 
+    /// Waits until the running inference has finished (tests, benchmarks); its result is used by
+    /// the next tick.
+    pub fn wait_worker(&mut self, timeout: Duration) -> bool {
+        self.worker.wait_ready(timeout)
+    }
+
+    /// The current control step index.
+    pub fn step_index(&self) -> u64 {
+        self.step
+    }
+}
+
+impl ControlCore for ArmCore {
+    type Command = ArmCommand;
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    fn state(&self) -> &NodeState {
+        &self.state
+    }
+
+    /// Epoch of the running goal.
+    fn goal_epoch(&self) -> Option<u64> {
+        self.goal.as_ref().map(|g| g.epoch)
+    }
+
+    /// Instruction of the running goal.
+    fn running_instruction(&self) -> Option<&str> {
+        self.goal.as_ref().map(|g| g.instruction.as_str())
+    }
+
+    /// Starts a goal (preempting the running one) or says why not.
+    fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String> {
+        let mode = match self.readiness(&spec, now) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.goals_rejected += 1;
+                self.counters.last_error = format!("goal rejected: {e}");
+                return Err(e);
+            }
+        };
+        let preempted = self.goal.take().map(|g| {
+            ended(
+                &g,
+                GoalOutcome::Aborted,
+                ExecuteResult::PREEMPTED,
+                "preempted by a new goal",
+            )
+        });
+        self.epoch += 1;
+        let mode = mode.unwrap_or(self.s.chunk_mode);
+        self.scheduler =
+            ChunkScheduler::new(mode, self.s.action_dim, self.s.default_ensemble).with_alignment(self.s.alignment);
+        self.pending_trace = None;
+        // End-effector targets keep integrating from the last commanded pose (the initial pose
+        // until the first target): a new goal never makes the arm jump.
+        self.goal = Some(Goal {
+            epoch: self.epoch,
+            instruction: spec.instruction,
+            max_steps: spec.max_steps,
+            deadline: spec.time_limit.map(|d| now + d),
+            steps: 0,
+        });
+        self.counters.goals_accepted += 1;
+        self.state = NodeState::Running;
+        Ok((self.epoch, preempted))
+    }
+
+    /// Cancels the goal `epoch`; the caller sends [`Self::hold_command`] at once.
+    fn cancel(&mut self, epoch: u64) -> Option<Ended> {
+        if self.goal_epoch() != Some(epoch) {
+            return None;
+        }
+        self.goal
+            .take()
+            .map(|g| self.finish(g, GoalOutcome::Canceled, ExecuteResult::CANCELED, "canceled"))
+    }
+
+    /// The hold command for the current joint state.
+    fn hold_command(&self, now: Instant) -> ArmCommand {
+        ArmCommand::Hold(self.joints.positions(now, self.s.joint_timeout))
+    }
+
+    fn frame_inbox(&self) -> FrameInbox {
+        std::sync::Arc::clone(&self.frames)
+    }
+
+    /// Joint states with unknown names or malformed arrays are counted and reported.
+    fn on_joint_state(&mut self, js: &JointState, now: Instant) -> Result<(), String> {
+        match self.joints.update(js, now) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.counters.bad_joint_states += 1;
+                self.counters.last_error = e.clone();
+                Err(e)
+            }
+        }
+    }
+
+    fn set_estop(&mut self, engaged: bool) {
+        if engaged != self.estop {
+            tracing::warn!("emergency stop {}", if engaged { "engaged" } else { "released" });
+        }
+        self.estop = engaged;
+    }
+
+    fn set_result_notifier(&mut self, notify: Box<dyn Fn() + Send>) {
+        self.worker.set_notifier(notify)
+    }
+
     /// One control step at `now`.
-    pub fn tick(&mut self, now: Instant) -> Tick {
+    fn tick(&mut self, now: Instant) -> Tick {
         let mut tick = Tick {
             actuate: !self.s.dry_run,
             ..Default::default()
@@ -529,8 +555,8 @@ impl ArmCore {
                 tick.feedback = Some(StepFeedback {
                     epoch,
                     step: steps + 1,
-                    latent_ids: self.last_latent.clone(),
-                    latency_ms: self.last_latency_ms,
+                    latent_ids: self.last.latent_ids.clone(),
+                    latency_ms: self.last.latency_ms,
                     commanded,
                 });
             }
@@ -547,7 +573,7 @@ impl ArmCore {
     /// of a chunk that just arrived as a joint trajectory stamped to start at the next step (a
     /// `joint_trajectory_controller` splices it then). Pose targets are untimed, so they wait for
     /// the step. Nothing is sent while a hold condition is pending; the next step enters the hold.
-    pub fn react(&mut self, now: Instant) -> Tick {
+    fn react(&mut self, now: Instant) -> Tick {
         let mut tick = Tick {
             actuate: !self.s.dry_run,
             ..Default::default()
@@ -575,77 +601,6 @@ impl ArmCore {
             tick.trace = self.pending_trace.take();
         }
         tick
-    }
-
-    /// Waits until the running inference has finished (tests, benchmarks); its result is used by
-    /// the next tick.
-    pub fn wait_worker(&mut self, timeout: Duration) -> bool {
-        self.worker.wait_ready(timeout)
-    }
-
-    /// The current control step index.
-    pub fn step_index(&self) -> u64 {
-        self.step
-    }
-}
-
-impl ControlCore for ArmCore {
-    type Command = ArmCommand;
-
-    fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    fn counters_mut(&mut self) -> &mut Counters {
-        &mut self.counters
-    }
-
-    fn state(&self) -> &NodeState {
-        ArmCore::state(self)
-    }
-
-    fn goal_epoch(&self) -> Option<u64> {
-        ArmCore::goal_epoch(self)
-    }
-
-    fn running_instruction(&self) -> Option<&str> {
-        ArmCore::running_instruction(self)
-    }
-
-    fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String> {
-        ArmCore::start_goal(self, spec, now)
-    }
-
-    fn cancel(&mut self, epoch: u64) -> Option<Ended> {
-        ArmCore::cancel(self, epoch)
-    }
-
-    fn hold_command(&self, now: Instant) -> ArmCommand {
-        ArmCore::hold_command(self, now)
-    }
-
-    fn frame_inbox(&self) -> FrameInbox {
-        std::sync::Arc::clone(&self.frames)
-    }
-
-    fn on_joint_state(&mut self, js: &JointState, now: Instant) -> Result<(), String> {
-        ArmCore::on_joint_state(self, js, now)
-    }
-
-    fn set_estop(&mut self, engaged: bool) {
-        ArmCore::set_estop(self, engaged)
-    }
-
-    fn set_result_notifier(&mut self, notify: Box<dyn Fn() + Send>) {
-        self.worker.set_notifier(notify)
-    }
-
-    fn tick(&mut self, now: Instant) -> Tick {
-        ArmCore::tick(self, now)
-    }
-
-    fn react(&mut self, now: Instant) -> Tick {
-        ArmCore::react(self, now)
     }
 }
 

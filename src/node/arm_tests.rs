@@ -422,7 +422,10 @@ fn frames_reach_the_model_and_chunks_the_robot_between_steps() {
     let trace = tick
         .trace
         .expect("the first command of a chunk carries its frame's trace");
-    assert!(trace.overhead(Instant::now()) <= Instant::now() - trace.received);
+    let sent = Instant::now();
+    let parts: Duration = trace.parts(sent).iter().sum();
+    assert!(parts <= trace.overhead(sent), "{parts:?} > {:?}", trace.overhead(sent));
+    assert!(trace.overhead(sent) + trace.job.model <= sent - trace.job.received);
     assert_eq!(core.goal.as_ref().unwrap().steps, steps_after_first);
     // Under a pending hold condition nothing goes out between steps.
     core.set_estop(true);

@@ -10,7 +10,7 @@ use crate::runtime::preprocess::RgbImage;
 use super::diagnostics::Counters;
 use super::input::CameraFrame;
 use super::slot::LatestSlot;
-use super::worker::JobResult;
+use super::worker::{JobMarks, JobResult};
 
 /// What the node is doing.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,18 +77,8 @@ pub type FrameInbox = Arc<Mutex<LatestSlot<InFrame>>>;
 /// overhead is everything but the model and the wait for a worker busy with an older frame.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FrameTrace {
-    /// The transport handed the frame over.
-    pub received: Instant,
-    /// Time the frame waited because the worker was still running an older frame.
-    pub worker_wait: Duration,
-    /// The control loop gave the frame to the worker.
-    pub submitted: Instant,
-    /// The worker picked it up, had decoded it, and finished the model.
-    pub started: Instant,
-    pub decoded: Instant,
-    pub finished: Instant,
-    /// The model itself (preprocessing, networks, head), measured on the worker.
-    pub model: Duration,
+    /// Arrival, hand-over and the worker's marks.
+    pub job: JobMarks,
     /// The control loop took the result.
     pub collected: Instant,
 }
@@ -100,33 +90,29 @@ impl FrameTrace {
     /// The trace of `r`, taken by the control loop at `collected`.
     pub fn of(r: &JobResult, collected: Instant) -> Self {
         Self {
-            received: r.received,
-            worker_wait: r.worker_wait,
-            submitted: r.submitted,
-            started: r.started,
-            decoded: r.decoded,
-            finished: r.finished,
-            model: r.model,
+            job: r.marks,
             collected,
         }
     }
 
     /// Overhead outside the model when the command went out at `sent`.
     pub fn overhead(&self, sent: Instant) -> Duration {
-        sent.saturating_duration_since(self.received)
-            .saturating_sub(self.model)
-            .saturating_sub(self.worker_wait)
+        let j = &self.job;
+        sent.saturating_duration_since(j.received)
+            .saturating_sub(j.model)
+            .saturating_sub(j.worker_wait)
     }
 
     /// The overhead's parts ([`OVERHEAD_PARTS`]): arrival → submission (less the wait for a busy
     /// worker), submission → pick-up, decoding, model end → taken by the loop, taken → sent.
     pub fn parts(&self, sent: Instant) -> [Duration; 5] {
         let d = |a: Instant, b: Instant| b.saturating_duration_since(a);
+        let j = &self.job;
         [
-            d(self.received, self.submitted).saturating_sub(self.worker_wait),
-            d(self.submitted, self.started),
-            d(self.started, self.decoded),
-            d(self.finished, self.collected),
+            d(j.received, j.submitted).saturating_sub(j.worker_wait),
+            d(j.submitted, j.started),
+            d(j.started, j.decoded),
+            d(j.finished, self.collected),
             d(self.collected, sent),
         ]
     }
@@ -162,6 +148,31 @@ impl<C> Default for Tick<C> {
             preview: None,
             trace: None,
         }
+    }
+}
+
+/// What the last inference told the operator (feedback carries it on every step).
+#[derive(Clone, Debug, Default)]
+pub struct LastInference {
+    pub latent_ids: Vec<i64>,
+    pub latency_ms: f32,
+}
+
+impl LastInference {
+    /// Notes a finished inference in the counters, for feedback, and for monitoring in `tick`.
+    pub fn note<C>(
+        &mut self,
+        latency: Duration,
+        latent_ids: Vec<i64>,
+        preview: Option<RgbImage>,
+        counters: &mut Counters,
+        tick: &mut Tick<C>,
+    ) {
+        counters.record_latency(latency);
+        self.latency_ms = (latency.as_secs_f64() * 1e3) as f32;
+        self.latent_ids.clone_from(&latent_ids);
+        tick.latent_ids = Some(latent_ids);
+        tick.preview = preview;
     }
 }
 

@@ -11,7 +11,7 @@ use crate::runtime::postprocess::{Action, NavAction};
 use super::config::NavProfile;
 use super::core::{
     camera_stale, check_camera, check_instruction, frame_age, frame_counts, has_new_frame, take_frame, ControlCore,
-    Ended, FrameInbox, FrameTrace, GoalSpec, InFrame, NodeState, StepFeedback,
+    Ended, FrameInbox, FrameTrace, GoalSpec, InFrame, LastInference, NodeState, StepFeedback,
 };
 use super::diagnostics::Counters;
 use super::input::CameraFrame;
@@ -107,8 +107,7 @@ pub struct NavCore {
     goal: Option<Goal>,
     epoch: u64,
     state: NodeState,
-    last_latent: Vec<i64>,
-    last_latency_ms: f32,
+    last: LastInference,
     last_decision: Option<NavAction>,
     pub counters: Counters,
 }
@@ -124,24 +123,10 @@ impl NavCore {
             goal: None,
             epoch: 0,
             state: NodeState::Idle,
-            last_latent: Vec::new(),
-            last_latency_ms: 0.0,
+            last: LastInference::default(),
             last_decision: None,
             counters: Counters::default(),
         }
-    }
-
-    pub fn state(&self) -> &NodeState {
-        &self.state
-    }
-
-    pub fn goal_epoch(&self) -> Option<u64> {
-        self.goal.as_ref().map(|g| g.epoch)
-    }
-
-    /// Instruction of the running goal.
-    pub fn running_instruction(&self) -> Option<&str> {
-        self.goal.as_ref().map(|g| g.instruction.as_str())
     }
 
     /// A camera frame arrived (the driver's input thread puts into the frame inbox instead).
@@ -149,61 +134,9 @@ impl NavCore {
         super::core::put_frame(&self.frames, frame, now);
     }
 
-    pub fn set_estop(&mut self, engaged: bool) {
-        if engaged != self.estop {
-            tracing::warn!("emergency stop {}", if engaged { "engaged" } else { "released" });
-        }
-        self.estop = engaged;
-    }
-
     /// The decision taken since the last call, if any.
     pub fn take_decision(&mut self) -> Option<NavAction> {
         self.last_decision.take()
-    }
-
-    pub fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String> {
-        let check = || -> Result<(), String> {
-            check_instruction(&spec.instruction, self.s.max_instruction_chars)?;
-            if !matches!(spec.mode.as_str(), "" | "ensemble") {
-                return Err(format!("mode '{}' is not supported by the navigation node", spec.mode));
-            }
-            if self.estop {
-                return Err("emergency stop is engaged".into());
-            }
-            check_camera(&self.frames, now, self.s.image_timeout)
-        };
-        if let Err(e) = check() {
-            self.counters.goals_rejected += 1;
-            self.counters.last_error = format!("goal rejected: {e}");
-            return Err(e);
-        }
-        let preempted = self.goal.take().map(|g| Ended {
-            epoch: g.epoch,
-            status: GoalOutcome::Aborted,
-            outcome: ExecuteResult::PREEMPTED,
-            steps: g.decisions,
-            reason: "preempted by a new goal".into(),
-        });
-        self.epoch += 1;
-        let limit = match (spec.max_steps, self.s.max_decisions) {
-            (0, m) => m,
-            (g, 0) => g,
-            (g, m) => g.min(m),
-        };
-        self.goal = Some(Goal {
-            epoch: self.epoch,
-            instruction: spec.instruction,
-            max_decisions: limit,
-            deadline: spec.time_limit.map(|d| now + d),
-            decisions: 0,
-            // The frame that is already there is fine for the first decision.
-            phase: Phase::Planning {
-                after: now.checked_sub(self.s.image_timeout).unwrap_or(now),
-            },
-        });
-        self.counters.goals_accepted += 1;
-        self.state = NodeState::Running;
-        Ok((self.epoch, preempted))
     }
 
     fn end(&mut self, status: GoalOutcome, outcome: u8, reason: &str) -> Option<Ended> {
@@ -219,14 +152,6 @@ impl NavCore {
             steps: g.decisions,
             reason: reason.to_string(),
         })
-    }
-
-    /// Cancels goal `epoch`; the caller publishes a zero velocity at once.
-    pub fn cancel(&mut self, epoch: u64) -> Option<Ended> {
-        if self.goal_epoch() != Some(epoch) {
-            return None;
-        }
-        self.end(GoalOutcome::Canceled, ExecuteResult::CANCELED, "canceled")
     }
 
     fn hold(&mut self, reason: String, now: Instant, tick: &mut NavTick) {
@@ -264,11 +189,8 @@ impl NavCore {
         let trace = FrameTrace::of(&res, self.worker_free);
         match res.result {
             Ok(inf) => {
-                self.counters.record_latency(res.latency);
-                self.last_latency_ms = (res.latency.as_secs_f64() * 1e3) as f32;
-                self.last_latent = inf.latent_ids.clone();
-                tick.latent_ids = Some(inf.latent_ids);
-                tick.preview = inf.preview;
+                self.last
+                    .note(res.latency, inf.latent_ids, inf.preview, &mut self.counters, tick);
                 let Action::Nav(action) = inf.action else {
                     tick.ended = self.end(
                         GoalOutcome::Aborted,
@@ -321,81 +243,13 @@ impl NavCore {
         self.worker.submit(job);
     }
 
-    /// One control step at `now`.
-    pub fn tick(&mut self, now: Instant) -> NavTick {
-        let mut tick = self.new_tick();
-        self.counters.tick();
-        (self.counters.frames_received, self.counters.frames_dropped) = frame_counts(&self.frames);
-        let result = self.poll();
-        let Some(goal) = self.goal.as_ref() else {
-            self.state = NodeState::Idle;
-            return tick;
-        };
-        if goal.deadline.is_some_and(|d| now >= d) {
-            tick.ended = self.end(GoalOutcome::Succeeded, ExecuteResult::TIME_LIMIT, "time limit reached");
-            tick.command = Some(Velocity::ZERO);
-            return tick;
-        }
-        if self.estop {
-            self.hold("emergency stop".into(), now, &mut tick);
-            return tick;
-        }
-        let phase = goal.phase;
-        if let Phase::Planning { .. } = phase {
-            if let Some(reason) = camera_stale(&self.frames, now, self.s.image_timeout) {
-                self.hold(reason, now, &mut tick);
-                return tick;
-            }
-        }
-        if let Some(res) = result {
-            self.use_result(res, now, &mut tick);
-            return tick;
-        }
-        match phase {
-            Phase::Moving { v, until } if now < until => {
-                self.state = NodeState::Running;
-                tick.command = Some(v);
-                tick.feedback = self.feedback(v);
-            }
-            Phase::Moving { .. } => {
-                tick.command = Some(Velocity::ZERO);
-                if let Some(g) = self.goal.as_mut() {
-                    g.phase = Phase::Planning {
-                        after: now + self.s.profile.settle,
-                    };
-                }
-            }
-            Phase::Planning { .. } => self.plan(now),
-        }
-        tick
-    }
-
-    /// Between control steps: a decision starts its motion at once, and a fresh frame goes to an
-    /// idle worker at once. Nothing happens while a hold condition is pending.
-    pub fn react(&mut self, now: Instant) -> NavTick {
-        let mut tick = self.new_tick();
-        let Some(goal) = self.goal.as_ref() else { return tick };
-        let planning = matches!(goal.phase, Phase::Planning { .. });
-        if self.estop || (planning && camera_stale(&self.frames, now, self.s.image_timeout).is_some()) {
-            return tick; // the next step holds
-        }
-        if goal.deadline.is_some_and(|d| now >= d) {
-            return tick; // the next step ends the goal
-        }
-        if let Some(res) = self.poll() {
-            self.use_result(res, now, &mut tick);
-        }
-        self.plan(now);
-        tick
-    }
-
     fn feedback(&self, v: Velocity) -> Option<StepFeedback> {
         let g = self.goal.as_ref()?;
         Some(StepFeedback {
             epoch: g.epoch,
             step: g.decisions,
-            latent_ids: self.last_latent.clone(),
-            latency_ms: self.last_latency_ms,
+            latent_ids: self.last.latent_ids.clone(),
+            latency_ms: self.last.latency_ms,
             commanded: vec![v.linear, v.angular],
         })
     }
@@ -451,23 +305,69 @@ impl ControlCore for NavCore {
     }
 
     fn state(&self) -> &NodeState {
-        NavCore::state(self)
+        &self.state
     }
 
     fn goal_epoch(&self) -> Option<u64> {
-        NavCore::goal_epoch(self)
+        self.goal.as_ref().map(|g| g.epoch)
     }
 
+    /// Instruction of the running goal.
     fn running_instruction(&self) -> Option<&str> {
-        NavCore::running_instruction(self)
+        self.goal.as_ref().map(|g| g.instruction.as_str())
     }
 
     fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String> {
-        NavCore::start_goal(self, spec, now)
+        let check = || -> Result<(), String> {
+            check_instruction(&spec.instruction, self.s.max_instruction_chars)?;
+            if !matches!(spec.mode.as_str(), "" | "ensemble") {
+                return Err(format!("mode '{}' is not supported by the navigation node", spec.mode));
+            }
+            if self.estop {
+                return Err("emergency stop is engaged".into());
+            }
+            check_camera(&self.frames, now, self.s.image_timeout)
+        };
+        if let Err(e) = check() {
+            self.counters.goals_rejected += 1;
+            self.counters.last_error = format!("goal rejected: {e}");
+            return Err(e);
+        }
+        let preempted = self.goal.take().map(|g| Ended {
+            epoch: g.epoch,
+            status: GoalOutcome::Aborted,
+            outcome: ExecuteResult::PREEMPTED,
+            steps: g.decisions,
+            reason: "preempted by a new goal".into(),
+        });
+        self.epoch += 1;
+        let limit = match (spec.max_steps, self.s.max_decisions) {
+            (0, m) => m,
+            (g, 0) => g,
+            (g, m) => g.min(m),
+        };
+        self.goal = Some(Goal {
+            epoch: self.epoch,
+            instruction: spec.instruction,
+            max_decisions: limit,
+            deadline: spec.time_limit.map(|d| now + d),
+            decisions: 0,
+            // The frame that is already there is fine for the first decision.
+            phase: Phase::Planning {
+                after: now.checked_sub(self.s.image_timeout).unwrap_or(now),
+            },
+        });
+        self.counters.goals_accepted += 1;
+        self.state = NodeState::Running;
+        Ok((self.epoch, preempted))
     }
 
+    /// Cancels goal `epoch`; the caller publishes a zero velocity at once.
     fn cancel(&mut self, epoch: u64) -> Option<Ended> {
-        NavCore::cancel(self, epoch)
+        if self.goal_epoch() != Some(epoch) {
+            return None;
+        }
+        self.end(GoalOutcome::Canceled, ExecuteResult::CANCELED, "canceled")
     }
 
     fn hold_command(&self, _now: Instant) -> Velocity {
@@ -479,19 +379,82 @@ impl ControlCore for NavCore {
     }
 
     fn set_estop(&mut self, engaged: bool) {
-        NavCore::set_estop(self, engaged)
+        if engaged != self.estop {
+            tracing::warn!("emergency stop {}", if engaged { "engaged" } else { "released" });
+        }
+        self.estop = engaged;
     }
 
     fn set_result_notifier(&mut self, notify: Box<dyn Fn() + Send>) {
         self.worker.set_notifier(notify)
     }
 
+    /// One control step at `now`.
     fn tick(&mut self, now: Instant) -> NavTick {
-        NavCore::tick(self, now)
+        let mut tick = self.new_tick();
+        self.counters.tick();
+        (self.counters.frames_received, self.counters.frames_dropped) = frame_counts(&self.frames);
+        let result = self.poll();
+        let Some(goal) = self.goal.as_ref() else {
+            self.state = NodeState::Idle;
+            return tick;
+        };
+        if goal.deadline.is_some_and(|d| now >= d) {
+            tick.ended = self.end(GoalOutcome::Succeeded, ExecuteResult::TIME_LIMIT, "time limit reached");
+            tick.command = Some(Velocity::ZERO);
+            return tick;
+        }
+        if self.estop {
+            self.hold("emergency stop".into(), now, &mut tick);
+            return tick;
+        }
+        let phase = goal.phase;
+        if let Phase::Planning { .. } = phase {
+            if let Some(reason) = camera_stale(&self.frames, now, self.s.image_timeout) {
+                self.hold(reason, now, &mut tick);
+                return tick;
+            }
+        }
+        if let Some(res) = result {
+            self.use_result(res, now, &mut tick);
+            return tick;
+        }
+        match phase {
+            Phase::Moving { v, until } if now < until => {
+                self.state = NodeState::Running;
+                tick.command = Some(v);
+                tick.feedback = self.feedback(v);
+            }
+            Phase::Moving { .. } => {
+                tick.command = Some(Velocity::ZERO);
+                if let Some(g) = self.goal.as_mut() {
+                    g.phase = Phase::Planning {
+                        after: now + self.s.profile.settle,
+                    };
+                }
+            }
+            Phase::Planning { .. } => self.plan(now),
+        }
+        tick
     }
 
+    /// Between control steps: a decision starts its motion at once, and a fresh frame goes to an
+    /// idle worker at once. Nothing happens while a hold condition is pending.
     fn react(&mut self, now: Instant) -> NavTick {
-        NavCore::react(self, now)
+        let mut tick = self.new_tick();
+        let Some(goal) = self.goal.as_ref() else { return tick };
+        let planning = matches!(goal.phase, Phase::Planning { .. });
+        if self.estop || (planning && camera_stale(&self.frames, now, self.s.image_timeout).is_some()) {
+            return tick; // the next step holds
+        }
+        if goal.deadline.is_some_and(|d| now >= d) {
+            return tick; // the next step ends the goal
+        }
+        if let Some(res) = self.poll() {
+            self.use_result(res, now, &mut tick);
+        }
+        self.plan(now);
+        tick
     }
 }
 

@@ -83,6 +83,23 @@ pub enum JobError {
     Inference(String),
 }
 
+/// Wall-clock marks of one job, for the overhead trace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct JobMarks {
+    /// The transport handed the frame over.
+    pub received: Instant,
+    /// Time the frame waited because the worker was still running an older frame.
+    pub worker_wait: Duration,
+    /// The control loop submitted the job; the worker picked it up, had decoded the frame, and
+    /// finished.
+    pub submitted: Instant,
+    pub started: Instant,
+    pub decoded: Instant,
+    pub finished: Instant,
+    /// The model alone (`PolicyBackend::infer`).
+    pub model: Duration,
+}
+
 /// A finished job.
 #[derive(Clone, Debug)]
 pub struct JobResult {
@@ -90,15 +107,7 @@ pub struct JobResult {
     pub step: u64,
     /// Submission to result: decoding and the model.
     pub latency: Duration,
-    /// The model alone (`PolicyBackend::infer`).
-    pub model: Duration,
-    pub received: Instant,
-    pub worker_wait: Duration,
-    /// Wall-clock marks on the worker: job submitted, picked up, decoded, finished.
-    pub submitted: Instant,
-    pub started: Instant,
-    pub decoded: Instant,
-    pub finished: Instant,
+    pub marks: JobMarks,
     pub result: Result<Inferred, JobError>,
 }
 
@@ -175,13 +184,15 @@ impl InferenceWorker {
                         epoch: job.epoch,
                         step: job.step,
                         latency: submitted.elapsed(),
-                        model,
-                        received: job.received,
-                        worker_wait: job.worker_wait,
-                        submitted,
-                        started,
-                        decoded,
-                        finished: Instant::now(),
+                        marks: JobMarks {
+                            received: job.received,
+                            worker_wait: job.worker_wait,
+                            submitted,
+                            started,
+                            decoded,
+                            finished: Instant::now(),
+                            model,
+                        },
                         result,
                     };
                     if results.send(done).is_err() {
