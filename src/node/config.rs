@@ -696,6 +696,35 @@ mod tests {
     }
 
     #[test]
+    fn chunk_alignment_follows_the_head_unless_set() {
+        let a = arm(&["-p", "joint_names:=[a]"]).unwrap();
+        assert_eq!(a.alignment, ChunkAlignment::Auto);
+        assert_eq!(
+            a.alignment.resolve(Preset::RealWorld),
+            Alignment::Reference {
+                keep: Some(REAL_WORLD_TEMPORAL_SIZE)
+            }
+        );
+        assert_eq!(a.alignment.resolve(Preset::Libero), Alignment::Measured);
+        let m = arm(&["-p", "joint_names:=[a]", "-p", "chunk_alignment:=measured"]).unwrap();
+        assert_eq!(m.alignment.resolve(Preset::RealWorld), Alignment::Measured);
+        let r = arm(&["-p", "joint_names:=[a]", "-p", "chunk_alignment:=reference"]).unwrap();
+        assert_eq!(r.alignment.resolve(Preset::Bridge), Alignment::Reference { keep: None });
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "chunk_alignment:=late"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auto, measured or reference"), "{e}");
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "realtime_priority:=120"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("0..=99"), "{e}");
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "inference_nice:=-5"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("0..=19"), "{e}");
+    }
+
+    #[test]
     fn nav_defaults() {
         let c = NavConfig::from_params(&params(BASE)).unwrap();
         assert_eq!(c.profile.forward_m, 0.25);
