@@ -200,6 +200,13 @@ fn arm_node_runs_on_sim_time_sends_chunks_between_steps_and_draws_the_fk_path() 
             "a chunk sent between steps is stamped {s}, frozen time {frozen_at}"
         );
     }
+    // Diagnostics keep coming while the simulation is paused (they run on the wall clock).
+    let paused = diagnostics
+        .snapshot()
+        .iter()
+        .filter(|(at, _)| *at >= freeze_seen && *at < freeze_seen + Duration::from_millis(1200))
+        .count();
+    assert!(paused >= 1, "no diagnostics while /clock stood still");
     // The FK path: a line through the tool positions in the URDF base frame.
     let m = markers.wait_for(Instant::now() - WAIT * 3, "FK path markers", |m| !m.markers.is_empty());
     let path = &m.markers[0];

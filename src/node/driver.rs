@@ -269,17 +269,19 @@ impl<C: ControlCore, A: Actuator<C::Command>> Driver<'_, C, A> {
     fn run(&mut self, events: &Receiver<Event>, shutdown: &AtomicBool) {
         let period = self.cfg.period();
         let mut next_tick = self.clock.now();
-        let mut next_diag = next_tick;
+        // Diagnostics run on the wall clock: operators see a paused simulation too.
+        let mut next_diag = Instant::now();
         while !shutdown.load(Ordering::SeqCst) {
             let now = self.clock.now();
+            let wall = Instant::now();
+            if wall >= next_diag {
+                next_diag = wall + self.cfg.diagnostics_period;
+                self.publish_diagnostics(now);
+            }
             if now >= next_tick {
                 let work = Instant::now();
                 let tick = self.core.tick(now);
                 self.emit(tick);
-                if now >= next_diag {
-                    next_diag = now + self.cfg.diagnostics_period;
-                    self.publish_diagnostics(now);
-                }
                 self.core.counters_mut().loop_work.push(work.elapsed());
                 // Never run missed steps in a burst: a late step moves the schedule.
                 next_tick = (next_tick + period).max(now);
