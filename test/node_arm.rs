@@ -266,8 +266,13 @@ fn arm_node_goals_feedback_preemption_cancel_and_monitoring() {
     let t_stale = Instant::now();
     diagnostics.wait_for(t_stale, "camera-stale hold", holding("camera stale"));
     drop(robot);
+    // Ctrl-C: the node holds the arm at its measured position, then exits cleanly.
+    let t_int = Instant::now();
     let status = child.interrupt_and_wait(WAIT);
     assert!(status.success(), "node exit status {status:?}");
+    trajectories.wait_for(t_int, "hold trajectory on shutdown", |t| {
+        t.points.len() == 1 && t.points[0].positions == vec![JOINT_VALUE; 7]
+    });
 }
 
 #[test]
