@@ -162,6 +162,8 @@ struct FakeController {
     errors: Arc<Mutex<Vec<String>>>,
     /// Finished goals whose result the node fetched.
     fetched: Arc<AtomicUsize>,
+    /// When cancel requests arrived.
+    cancels: Arc<Mutex<Vec<Instant>>>,
     reject: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
@@ -200,24 +202,27 @@ impl FakeController {
         let reject = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let fetched = Arc::new(AtomicUsize::new(0));
-        let (g, e, r, s, f) = (
+        let cancels = Arc::new(Mutex::new(Vec::new()));
+        let (g, e, r, s, f, c) = (
             Arc::clone(&goals),
             Arc::clone(&errors),
             Arc::clone(&reject),
             Arc::clone(&stop),
             Arc::clone(&fetched),
+            Arc::clone(&cancels),
         );
         let action = action.to_string();
         let handle = std::thread::spawn(move || {
             let ctx = RosContext::with_domain(domain).unwrap();
             let mut node = peer(&ctx, "arm_controller");
             let server = Arc::new(RosActionServer::<FollowJointTrajectory>::new(&mut node, &action).unwrap());
-            runtime().block_on(Self::serve(server, g, e, r, s, f));
+            runtime().block_on(Self::serve(server, g, e, r, s, f, c));
         });
         Self {
             goals,
             errors,
             fetched,
+            cancels,
             reject,
             stop,
             handle: Some(handle),
@@ -231,6 +236,7 @@ impl FakeController {
         reject: Arc<AtomicBool>,
         stop: Arc<AtomicBool>,
         fetched: Arc<AtomicUsize>,
+        cancels: Arc<Mutex<Vec<Instant>>>,
     ) {
         let mut event = next_event(&server);
         let mut finishing: FuturesUnordered<BoxFut> = FuturesUnordered::new();
@@ -259,6 +265,7 @@ impl FakeController {
                             }
                         }
                         Ok(ServerEvent::Cancel(c)) => {
+                            cancels.lock().unwrap().push(Instant::now());
                             let ids = c.goals.clone();
                             server.answer_cancel(&c, &ids).await
                         }
@@ -419,6 +426,16 @@ fn arm_node_follow_joint_trajectory_goals_hold_and_rejecting_controller() {
             is_hold(&g.trajectory)
         });
         assert!(!hold[0].accepted);
+        // A hold the controller refuses cancels its running goal, so the arm stops anyway.
+        wait_until("cancel of the controller's running goal", || {
+            controller
+                .cancels
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|t| *t >= t_cancel)
+                .then_some(())
+        });
 
         // 3. The controller accepts again: a step-limited goal runs to its end and holds.
         controller.reject.store(false, Ordering::SeqCst);

@@ -108,7 +108,7 @@ impl Actuator<ArmCommand> for Outputs {
                     let points: Vec<Vec<f64>> = positions.iter().cloned().collect();
                     let t = trajectory(header, names, &points, period);
                     match action {
-                        Some(a) => a.send(t),
+                        Some(a) => a.hold(t),
                         None => publish(topic, t),
                     }
                 }

@@ -284,7 +284,10 @@ impl<C: ControlCore, A: Actuator<C::Command>> Driver<'_, C, A> {
                 self.emit(tick);
                 self.core.counters_mut().loop_work.push(work.elapsed());
                 // Never run missed steps in a burst: a late step moves the schedule.
-                next_tick = (next_tick + period).max(now);
+                next_tick += period;
+                if next_tick <= now {
+                    next_tick = now + period;
+                }
             }
             match events.recv_timeout(self.clock.wait_for(next_tick, MAX_WAIT)) {
                 Ok(ev) => {

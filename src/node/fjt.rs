@@ -2,7 +2,8 @@
 //! trajectory is sent as a goal (which preempts the controller's previous goal); trajectories that
 //! arrive while a goal is being sent are replaced, never queued. Each accepted goal's result is
 //! fetched (controllers may wait for that), and a controller that aborts or reports an error code
-//! is logged.
+//! is logged. A hold the controller does not accept cancels its running goal instead, which makes
+//! a `joint_trajectory_controller` stop where it is.
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -40,14 +41,21 @@ fn report(id: GoalId, outcome: Result<(GoalStatus, FollowJointTrajectoryResult),
     }
 }
 
+/// The next goal to send.
+#[derive(Clone, Debug)]
+struct Outgoing {
+    trajectory: JointTrajectory,
+    hold: bool,
+}
+
 /// Sends trajectories through the action client on its own thread.
 pub struct TrajectoryActionSender {
-    latest: tokio::sync::watch::Sender<Option<JointTrajectory>>,
+    latest: tokio::sync::watch::Sender<Option<Outgoing>>,
 }
 
 impl TrajectoryActionSender {
     pub fn start(client: RosActionClient<FollowJointTrajectory>) -> Result<Self, NodeError> {
-        let (latest, mut rx) = tokio::sync::watch::channel(None::<JointTrajectory>);
+        let (latest, mut rx) = tokio::sync::watch::channel(None::<Outgoing>);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -60,39 +68,64 @@ impl TrajectoryActionSender {
                     let client = &client;
                     let mut results: FuturesUnordered<Pending<'_>> = FuturesUnordered::new();
                     let mut rejected = 0u64;
+                    let mut running: Option<GoalId> = None;
                     loop {
                         tokio::select! {
                             changed = rx.changed() => {
                                 if changed.is_err() {
                                     break;
                                 }
-                                let Some(trajectory) = rx.borrow_and_update().clone() else {
+                                let Some(Outgoing { trajectory, hold }) = rx.borrow_and_update().clone() else {
                                     continue;
                                 };
                                 let goal = FollowJointTrajectoryGoal {
                                     trajectory,
                                     ..Default::default()
                                 };
-                                match tokio::time::timeout(SEND_TIMEOUT, client.send_goal(goal)).await {
-                                    Ok(Ok(Some(id))) if results.len() < MAX_PENDING_RESULTS => {
-                                        results.push(Box::pin(async move {
-                                            let r = match tokio::time::timeout(RESULT_TIMEOUT, client.result(id)).await {
-                                                Ok(r) => r.map_err(|e| e.to_string()),
-                                                Err(_) => Err(format!("none within {RESULT_TIMEOUT:?}")),
-                                            };
-                                            report(id, r);
-                                        }));
-                                    }
-                                    Ok(Ok(Some(_))) => {}
+                                let accepted = match tokio::time::timeout(SEND_TIMEOUT, client.send_goal(goal)).await {
+                                    Ok(Ok(Some(id))) => Some(id),
                                     Ok(Ok(None)) => {
                                         // At the control rate: the first and then every 100th.
                                         if rejected.is_multiple_of(REJECTION_LOG_EVERY) {
                                             tracing::warn!("the trajectory controller rejected a goal ({} so far)", rejected + 1);
                                         }
                                         rejected += 1;
+                                        None
                                     }
-                                    Ok(Err(e)) => tracing::warn!("{e}"),
-                                    Err(_) => tracing::warn!("trajectory controller did not answer within {SEND_TIMEOUT:?}"),
+                                    Ok(Err(e)) => {
+                                        tracing::warn!("{e}");
+                                        None
+                                    }
+                                    Err(_) => {
+                                        tracing::warn!("trajectory controller did not answer within {SEND_TIMEOUT:?}");
+                                        None
+                                    }
+                                };
+                                match accepted {
+                                    Some(id) => {
+                                        running = Some(id);
+                                        if results.len() < MAX_PENDING_RESULTS {
+                                            results.push(Box::pin(async move {
+                                                let r = match tokio::time::timeout(RESULT_TIMEOUT, client.result(id)).await {
+                                                    Ok(r) => r.map_err(|e| e.to_string()),
+                                                    Err(_) => Err(format!("none within {RESULT_TIMEOUT:?}")),
+                                                };
+                                                report(id, r);
+                                            }));
+                                        }
+                                    }
+                                    // The arm must not keep moving: stop the controller's goal.
+                                    None if hold => {
+                                        if let Some(id) = running.take() {
+                                            tracing::warn!("the controller did not take the hold: canceling its goal {id}");
+                                            match tokio::time::timeout(SEND_TIMEOUT, client.cancel(id)).await {
+                                                Ok(Ok(_)) => {}
+                                                Ok(Err(e)) => tracing::error!("canceling goal {id}: {e}"),
+                                                Err(_) => tracing::error!("canceling goal {id}: no answer within {SEND_TIMEOUT:?}"),
+                                            }
+                                        }
+                                    }
+                                    None => {}
                                 }
                             }
                             Some(()) = results.next(), if !results.is_empty() => {}
@@ -106,6 +139,18 @@ impl TrajectoryActionSender {
 
     /// Replaces the trajectory to send next.
     pub fn send(&self, t: JointTrajectory) {
-        let _ = self.latest.send(Some(t));
+        let _ = self.latest.send(Some(Outgoing {
+            trajectory: t,
+            hold: false,
+        }));
+    }
+
+    /// Sends a hold (the measured positions, or no points); if the controller does not accept
+    /// it, its running goal is canceled.
+    pub fn hold(&self, t: JointTrajectory) {
+        let _ = self.latest.send(Some(Outgoing {
+            trajectory: t,
+            hold: true,
+        }));
     }
 }
