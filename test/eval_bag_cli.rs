@@ -18,24 +18,29 @@ use univla_ros::runtime::preprocess::RgbImage;
 const PERIOD_NS: i64 = 100_000_000;
 const T0: i64 = 1_700_000_000_000_000_000;
 
+/// A camera message carrying `img` as rgb8.
+fn rgb8_image(img: &RgbImage, stamp: Time) -> Image {
+    Image {
+        header: Header {
+            stamp,
+            frame_id: "camera".into(),
+        },
+        height: img.height(),
+        width: img.width(),
+        encoding: "rgb8".into(),
+        is_bigendian: 0,
+        step: img.width() * 3,
+        data: img.as_raw().to_vec(),
+    }
+}
+
 fn write_bag(dir: &Path) {
     let mut w = McapBagWriter::create(dir, WriterOptions::default()).unwrap();
     for k in 0..6 {
         let img = RgbImage::load(common::fixture().join(format!("images/libero_step{k}.png"))).unwrap();
         let t = T0 + k as i64 * PERIOD_NS;
         let stamp = Time::from_nanos(t);
-        let image = Image {
-            header: Header {
-                stamp,
-                frame_id: "camera".into(),
-            },
-            height: img.height(),
-            width: img.width(),
-            encoding: "rgb8".into(),
-            is_bigendian: 0,
-            step: img.width() * 3,
-            data: img.as_raw().to_vec(),
-        };
+        let image = rgb8_image(&img, stamp);
         w.write("/camera/image_raw", t, &image).unwrap();
         let positions = vec![
             0.01 * k as f64,
@@ -139,18 +144,7 @@ fn label_command_reads_camera_frames_from_a_bag() {
     for k in 0..4 {
         let img = RgbImage::load(lam_dir.join(format!("frame{}.png", k % 2))).unwrap();
         let t = T0 + k as i64 * PERIOD_NS;
-        let image = Image {
-            header: Header {
-                stamp: Time::from_nanos(t),
-                frame_id: "camera".into(),
-            },
-            height: img.height(),
-            width: img.width(),
-            encoding: "rgb8".into(),
-            is_bigendian: 0,
-            step: img.width() * 3,
-            data: img.as_raw().to_vec(),
-        };
+        let image = rgb8_image(&img, Time::from_nanos(t));
         w.write("/cam", t, &image).unwrap();
     }
     w.finish().unwrap();

@@ -279,37 +279,22 @@ fn arm_node_goals_feedback_preemption_cancel_and_monitoring() {
 fn arm_node_bad_config_exits_with_a_clear_message() {
     guard();
     let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = [
-        "-p",
-        "checkpoint:=/nonexistent",
-        "-p",
-        "decoder:=x.safetensors",
-        "-p",
-        "joint_names:=[a]",
-        "-p",
-        "rate:=3",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let (st, err) = spawn(BIN, 62, &args, true).wait_exit(WAIT);
+    // A missing checkpoint with a valid joint list, plus `extra` parameters.
+    let missing = |extra: &[&str]| -> Vec<String> {
+        let base = ["checkpoint:=/nonexistent", "decoder:=x.safetensors", "joint_names:=[a]"];
+        base.iter()
+            .chain(extra)
+            .flat_map(|p| ["-p".to_string(), p.to_string()])
+            .collect()
+    };
+    let (st, err) = spawn(BIN, 62, &missing(&["rate:=3"]), true).wait_exit(WAIT);
     assert!(!st.success());
     assert!(
         err.contains("unknown parameter(s) 'rate'") && err.contains("control_rate_hz"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
-    let args: Vec<String> = [
-        "-p",
-        "checkpoint:=/nonexistent",
-        "-p",
-        "decoder:=x.safetensors",
-        "-p",
-        "joint_names:=[a]",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = missing(&[]);
     let (st, err) = spawn(BIN, 62, &args, true).wait_exit(WAIT);
     assert!(!st.success());
     assert!(

@@ -90,22 +90,14 @@ impl VitConfig {
     /// The architecture of a timm id, built at `img_size` (as Prismatic does).
     pub fn from_timm_id(id: &str, img_size: i64) -> Result<Self> {
         let base = id.split('.').next().unwrap_or(id);
-        let dinov2 = |embed_dim, depth, num_heads, reg_tokens| Self {
-            embed_dim,
-            depth,
-            num_heads,
-            mlp_ratio: STANDARD_MLP_RATIO,
-            patch_size: 14,
-            img_size,
-            class_token: true,
-            reg_tokens,
-            layer_scale: true,
-            pos_embed: if reg_tokens > 0 {
+        // timm gives register tokens no position rows.
+        let dinov2 = |embed_dim, depth, num_heads, reg_tokens| {
+            let layout = if reg_tokens > 0 {
                 PosEmbedLayout::PatchesOnly
             } else {
                 PosEmbedLayout::WithClassToken
-            },
-            norm_eps: VIT_NORM_EPS,
+            };
+            Self::dinov2((embed_dim, depth, num_heads), reg_tokens, img_size, layout)
         };
         let siglip = |embed_dim, depth, num_heads, mlp_ratio, patch_size| Self {
             embed_dim,
@@ -165,6 +157,18 @@ impl VitConfig {
                 )))
             }
         };
+        Self::dinov2(
+            (embed_dim, depth, num_heads),
+            reg_tokens,
+            img_size,
+            PosEmbedLayout::WithClassToken,
+        )
+        .validated()
+    }
+
+    /// A DINOv2 ViT-x/14 (class token, LayerScale) of `(width, depth, heads)`.
+    fn dinov2(size: (i64, i64, i64), reg_tokens: i64, img_size: i64, pos_embed: PosEmbedLayout) -> Self {
+        let (embed_dim, depth, num_heads) = size;
         Self {
             embed_dim,
             depth,
@@ -175,10 +179,9 @@ impl VitConfig {
             class_token: true,
             reg_tokens,
             layer_scale: true,
-            pos_embed: PosEmbedLayout::WithClassToken,
+            pos_embed,
             norm_eps: VIT_NORM_EPS,
         }
-        .validated()
     }
 
     /// The same family with another width/depth/heads (test checkpoints).
