@@ -201,6 +201,19 @@ fn arm_node_goals_feedback_preemption_cancel_and_monitoring() {
     });
     assert_eq!((r.level, r.name.as_str()), (Log::WARN, "robot.arm_policy"), "{r:?}");
     assert!(r.stamp.sec > 0);
+    // The "ready" line names the topics as remapped and resolved, not as configured.
+    let ready = rosout.wait_for(Instant::now() - WAIT * 3, "the ready line on /rosout", |l| {
+        l.msg.contains(" ready: ")
+    });
+    for topic in [
+        "camera /cam/image",
+        "joint states /robot/joint_states",
+        "e-stop /robot/estop",
+        "trajectories on /robot/joint_trajectory",
+    ] {
+        assert!(ready.msg.contains(topic), "'{topic}' missing from: {}", ready.msg);
+    }
+
     let l = latents.wait_for(Instant::now() - WAIT, "latent tokens", |l| l.ids.len() == 4);
     assert!(l.ids.iter().all(|&i| (32001..32017).contains(&i)), "{l:?}");
     assert!(l.tokens.starts_with("<ACT_"));
@@ -255,7 +268,7 @@ fn arm_node_goals_feedback_preemption_cancel_and_monitoring() {
         }
     };
     press(true);
-    diagnostics.wait_for(t_estop, "e-stop hold", holding("emergency stop"));
+    diagnostics.wait_for(t_estop, "e-stop hold", holding("e-stop engaged on /robot/estop"));
     trajectories.wait_for(t_estop, "hold trajectory", |t| {
         t.points.len() == 1 && t.points[0].positions == vec![JOINT_VALUE; 7]
     });
@@ -302,6 +315,8 @@ fn arm_node_bad_config_exits_with_a_clear_message() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+    // The log lines before it went to a pipe: plain text, no terminal colour codes.
+    assert!(err.contains("loading checkpoint") && !err.contains('\u{1b}'), "{err:?}");
     // The checkpoint loads but its head does not fit the joint list.
     let ckpt = checkpoint(dir.path());
     let args: Vec<String> = vec![

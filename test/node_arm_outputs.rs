@@ -1,24 +1,20 @@
 //! End-to-end tests of `univla_arm`'s two other outputs, with the real engine on a tiny generated
-//! checkpoint in a separate process: `control_msgs/FollowJointTrajectory` goals to a fake
-//! trajectory controller (that accepts, finishes or rejects them), and end-effector-delta mode
+//! checkpoint in a separate process: `control_msgs/FollowJointTrajectory` goals to an emulated
+//! joint_trajectory_controller (it validates goals as the real one does, moves a simulated arm and
+//! publishes its joint states; the test can make it reject everything), and end-effector-delta mode
 //! with the LIBERO head (PoseStamped targets, gripper commands, e-stop). DDS tests: run them in a
 //! private network namespace (scripts/test.sh); they fail outside one.
 mod node_common;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use node_common::jtc::{EmulatedJtc, JtcSetup};
 use node_common::*;
-use univla_ros::node::ros_io::Float64;
-use univla_ros::ros::action::{GoalId, GoalOutcome, GoalStatus, RosActionClient, RosActionServer, ServerEvent};
+use univla_ros::node::wiring::ros_io::Float64;
+use univla_ros::ros::action::{GoalId, GoalStatus, RosActionClient};
 use univla_ros::ros::msgs::builtin_interfaces::{Duration as RosDuration, Time};
-use univla_ros::ros::msgs::control_msgs::{FollowJointTrajectory, FollowJointTrajectoryResult};
 use univla_ros::ros::msgs::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus};
 use univla_ros::ros::msgs::geometry_msgs::PoseStamped;
 use univla_ros::ros::msgs::std_msgs::Bool;
@@ -40,12 +36,8 @@ const MAX_STEP: f64 = 0.1;
 const EPS: f64 = 1e-9;
 /// The controller's action, as a ros2_controllers joint_trajectory_controller names it.
 const CONTROLLER_ACTION: &str = "/arm_controller/follow_joint_trajectory";
-/// How long the fake controller waits for the node to fetch the result of a finished goal.
-const FINISH_WAIT: Duration = Duration::from_secs(2);
 /// Bound of one goal request while waiting for the node to get ready.
 const SEND_RETRY: Duration = Duration::from_secs(5);
-/// Longest the fake controller runs.
-const CONTROLLER_LIFETIME: Duration = Duration::from_secs(300);
 
 /// End-effector settings (as in config/libero_eef.yaml).
 const INITIAL_POSE: [f64; 6] = [0.45, 0.0, 0.35, std::f64::consts::PI, 0.0, 0.0];
@@ -143,192 +135,23 @@ fn plus_secs(t: Time, s: f64) -> Time {
 // FollowJointTrajectory output
 // ---------------------------------------------------------------------------------------------
 
-/// One goal the fake controller received.
-#[derive(Clone, Debug)]
-struct ControllerGoal {
-    at: Instant,
-    trajectory: JointTrajectory,
-    accepted: bool,
-}
-
-type BoxFut = Pin<Box<dyn Future<Output = ()>>>;
-type Event = Result<ServerEvent<FollowJointTrajectory>, univla_ros::ros::RosError>;
-
-/// A fake joint_trajectory_controller: serves `FollowJointTrajectory`, records every goal, rejects
-/// goals while `reject` is set, else accepts them and finishes the previous one (a new goal
-/// preempts the running trajectory, as in ros2_controllers); cancel requests are granted.
-struct FakeController {
-    goals: Arc<Mutex<Vec<ControllerGoal>>>,
-    errors: Arc<Mutex<Vec<String>>>,
-    /// Finished goals whose result the node fetched.
-    fetched: Arc<AtomicUsize>,
-    /// When cancel requests arrived.
-    cancels: Arc<Mutex<Vec<Instant>>>,
-    reject: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
-
-fn next_event(server: &Arc<RosActionServer<FollowJointTrajectory>>) -> Pin<Box<dyn Future<Output = Event>>> {
-    let s = Arc::clone(server);
-    Box::pin(async move { s.next_event().await })
-}
-
-/// Ends a goal; it completes once the node's client has fetched the result (bounded wait), which
-/// is counted in `fetched`.
-fn finish(
-    server: &Arc<RosActionServer<FollowJointTrajectory>>,
-    g: univla_ros::ros::action::ActiveGoal<FollowJointTrajectory>,
-    outcome: GoalOutcome,
-    fetched: &Arc<AtomicUsize>,
-) -> BoxFut {
-    let s = Arc::clone(server);
-    let fetched = Arc::clone(fetched);
-    Box::pin(async move {
-        let result = FollowJointTrajectoryResult {
-            error_code: FollowJointTrajectoryResult::SUCCESSFUL,
-            error_string: String::new(),
-        };
-        if let Ok(Ok(())) = tokio::time::timeout(FINISH_WAIT, s.finish(g, outcome, result)).await {
-            fetched.fetch_add(1, Ordering::SeqCst);
-        }
-    })
-}
-
-impl FakeController {
-    fn start(domain: u16, action: &str) -> Self {
-        let goals = Arc::new(Mutex::new(Vec::new()));
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let reject = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let fetched = Arc::new(AtomicUsize::new(0));
-        let cancels = Arc::new(Mutex::new(Vec::new()));
-        let (g, e, r, s, f, c) = (
-            Arc::clone(&goals),
-            Arc::clone(&errors),
-            Arc::clone(&reject),
-            Arc::clone(&stop),
-            Arc::clone(&fetched),
-            Arc::clone(&cancels),
-        );
-        let action = action.to_string();
-        let handle = std::thread::spawn(move || {
-            let ctx = RosContext::with_domain(domain).unwrap();
-            let mut node = peer(&ctx, "arm_controller");
-            let server = Arc::new(RosActionServer::<FollowJointTrajectory>::new(&mut node, &action).unwrap());
-            runtime().block_on(Self::serve(server, g, e, r, s, f, c));
-        });
-        Self {
-            goals,
-            errors,
-            fetched,
-            cancels,
-            reject,
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    async fn serve(
-        server: Arc<RosActionServer<FollowJointTrajectory>>,
-        goals: Arc<Mutex<Vec<ControllerGoal>>>,
-        errors: Arc<Mutex<Vec<String>>>,
-        reject: Arc<AtomicBool>,
-        stop: Arc<AtomicBool>,
-        fetched: Arc<AtomicUsize>,
-        cancels: Arc<Mutex<Vec<Instant>>>,
-    ) {
-        let mut event = next_event(&server);
-        let mut finishing: FuturesUnordered<BoxFut> = FuturesUnordered::new();
-        let mut active = None;
-        let mut ticker = tokio::time::interval(Duration::from_millis(50));
-        let start = Instant::now();
-        while !stop.load(Ordering::SeqCst) && start.elapsed() < CONTROLLER_LIFETIME {
-            tokio::select! {
-                ev = &mut event => {
-                    event = next_event(&server);
-                    let r = match ev {
-                        Ok(ServerEvent::Goal(req)) => {
-                            let at = Instant::now();
-                            let trajectory = req.goal.trajectory.clone();
-                            let accepted = !reject.load(Ordering::SeqCst);
-                            goals.lock().unwrap().push(ControllerGoal { at, trajectory, accepted });
-                            if accepted {
-                                server.accept(req).await.map(|g| {
-                                    if let Some(prev) = active.replace(g) {
-                                        // ros2_controllers cancels the goal a new one preempts.
-                                        finishing.push(finish(&server, prev, GoalOutcome::Canceled, &fetched));
-                                    }
-                                })
-                            } else {
-                                server.reject(req).await
-                            }
-                        }
-                        Ok(ServerEvent::Cancel(c)) => {
-                            cancels.lock().unwrap().push(Instant::now());
-                            let ids = c.goals.clone();
-                            server.answer_cancel(&c, &ids).await
-                        }
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = r {
-                        errors.lock().unwrap().push(e.to_string());
-                    }
-                }
-                Some(()) = finishing.next(), if !finishing.is_empty() => {}
-                _ = ticker.tick() => {}
-            }
-        }
-        if let Some(g) = active {
-            finish(&server, g, GoalOutcome::Succeeded, &fetched).await;
-        }
-    }
-
-    fn snapshot(&self) -> Vec<ControllerGoal> {
-        self.goals.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` goals received after `since` satisfy `pred`; returns them.
-    fn wait_goals(
-        &self,
-        since: Instant,
-        n: usize,
-        what: &str,
-        pred: impl Fn(&ControllerGoal) -> bool,
-    ) -> Vec<ControllerGoal> {
-        wait_until(what, || {
-            let found: Vec<ControllerGoal> = self
-                .snapshot()
-                .into_iter()
-                .filter(|g| g.at >= since && pred(g))
-                .collect();
-            (found.len() >= n).then_some(found)
-        })
-    }
-}
-
-impl Drop for FakeController {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-/// The hold the node sends when a goal ends: the measured positions as a single point.
+/// The hold the node sends when a goal ends: one point (at the measured position).
 fn is_hold(t: &JointTrajectory) -> bool {
-    t.points.len() == 1 && t.points[0].positions == vec![JOINT_VALUE; 7]
+    t.points.len() == 1
 }
+
+/// Slack on the first point's step: the node measured the arm up to a few joint-state periods
+/// before the controller received the trajectory, and the arm moved meanwhile.
+const MEASURE_SLACK: f64 = MAX_VELOCITY * 0.05;
 
 /// A running trajectory: configured joint names, one point per control period, finite positions
-/// inside the position limits, moving at most `MAX_VELOCITY` per period and `MAX_STEP` from the
-/// measured state to the first point.
-fn check_trajectory(t: &JointTrajectory) {
+/// inside the position limits, moving at most `MAX_VELOCITY` per period, and `MAX_STEP` from
+/// `measured` (the simulated arm when it arrived) to the first point.
+fn check_trajectory(t: &JointTrajectory, measured: &[f64]) {
     assert_eq!(t.joint_names, joint_names());
     assert!(t.header.stamp.sec > 0, "trajectories are stamped: {:?}", t.header);
     assert!(!t.points.is_empty(), "{t:?}");
-    let mut prev = vec![JOINT_VALUE; 7];
+    let mut prev = measured.to_vec();
     for (k, p) in t.points.iter().enumerate() {
         assert_eq!(
             p.time_from_start.to_nanos(),
@@ -337,7 +160,7 @@ fn check_trajectory(t: &JointTrajectory) {
         );
         assert_eq!(p.positions.len(), 7, "{t:?}");
         let allowed = if k == 0 {
-            MAX_STEP.min(MAX_VELOCITY * 0.1)
+            MAX_STEP.min(MAX_VELOCITY * 0.1) + MEASURE_SLACK
         } else {
             MAX_VELOCITY * 0.1
         };
@@ -378,14 +201,19 @@ fn arm_node_follow_joint_trajectory_goals_hold_and_rejecting_controller() {
         ),
     )
     .unwrap();
-    let controller = FakeController::start(domain, CONTROLLER_ACTION);
-    let mut child = spawn(BIN, domain, &node_args("arm_policy", &params), false);
-    let _robot = SyntheticRobot::start(
+    let controller = EmulatedJtc::start(
         domain,
-        "/cam/image",
-        Some(("/robot/joint_states", joint_names(), JOINT_VALUE)),
-        15.0,
+        JtcSetup {
+            joints: joint_names(),
+            initial: vec![JOINT_VALUE; 7],
+            trajectory_topic: None,
+            action: Some(CONTROLLER_ACTION.into()),
+            joint_state_topic: "/robot/joint_states".into(),
+        },
     );
+    let mut child = spawn(BIN, domain, &node_args("arm_policy", &params), false);
+    // The emulated controller publishes the joint states of the arm it moves.
+    let _robot = SyntheticRobot::start(domain, "/cam/image", None, 15.0);
     let topic = Collector::<JointTrajectory>::start(domain, "/robot/joint_trajectory", Qos::default_profile());
     let ctx = RosContext::with_domain(domain).unwrap();
     let mut client_node = peer(&ctx, "goal_client");
@@ -398,47 +226,62 @@ fn arm_node_follow_joint_trajectory_goals_hold_and_rejecting_controller() {
         let t_a = Instant::now();
         let a = send_when_ready(&client, &goal("pick up the red cup", 0)).await;
         feedback(&client, a, 3).await;
-        let running = controller.wait_goals(t_a, 3, "accepted multi-point controller goals", |g| {
-            g.accepted && g.trajectory.points.len() > 1
+        let running = controller.wait_received(t_a, 3, "accepted multi-point controller goals", |g| {
+            g.accepted() && g.trajectory.points.len() > 1
         });
-        running.iter().for_each(|g| check_trajectory(&g.trajectory));
+        running
+            .iter()
+            .for_each(|g| check_trajectory(&g.trajectory, &measured_at(&controller, g.at)));
         let t_cancel = Instant::now();
         cancel(&client, a).await;
-        let hold = controller.wait_goals(t_cancel, 1, "hold goal after cancel", |g| is_hold(&g.trajectory));
-        assert_eq!(hold[0].trajectory.joint_names, joint_names());
-        assert_eq!(hold[0].trajectory.points[0].time_from_start.to_nanos(), PERIOD_NS);
-        assert!(hold[0].accepted);
-
-        // 2. A controller that rejects every goal: the node keeps stepping and cancels cleanly.
-        controller.reject.store(true, Ordering::SeqCst);
-        let t_b = Instant::now();
-        let b = send_when_ready(&client, &goal("open the drawer", 0)).await;
-        let rejected = controller.wait_goals(t_b, 3, "rejected controller goals", |g| {
-            !g.accepted && g.trajectory.points.len() > 1
-        });
-        rejected.iter().for_each(|g| check_trajectory(&g.trajectory));
-        let fb = feedback(&client, b, 3).await;
-        assert!(fb.iter().all(|f| f.commanded_action.len() == 7), "{fb:?}");
-        assert!(child.0.try_wait().unwrap().is_none(), "the node exited");
-        let t_cancel = Instant::now();
-        cancel(&client, b).await;
-        let hold = controller.wait_goals(t_cancel, 1, "hold goal to the rejecting controller", |g| {
-            is_hold(&g.trajectory)
-        });
-        assert!(!hold[0].accepted);
-        // A hold the controller refuses cancels its running goal, so the arm stops anyway.
-        wait_until("cancel of the controller's running goal", || {
+        let hold = controller.wait_received(t_cancel, 1, "hold goal after cancel", |g| is_hold(&g.trajectory));
+        // Before the hold goal, the controller's running goal was canceled (a
+        // joint_trajectory_controller then holds by itself, even if the hold goal were lost).
+        let canceled = wait_until("cancel of the controller's running goal", || {
             controller
                 .cancels
                 .lock()
                 .unwrap()
                 .iter()
-                .any(|t| *t >= t_cancel)
-                .then_some(())
+                .copied()
+                .find(|t| *t >= t_cancel)
         });
+        assert!(canceled <= hold[0].at, "the cancel comes before the hold goal");
+        assert_eq!(hold[0].trajectory.joint_names, joint_names());
+        assert_eq!(hold[0].trajectory.points[0].time_from_start.to_nanos(), PERIOD_NS);
+        assert!(hold[0].accepted());
+
+        // 2. A controller that rejects every goal: the node keeps stepping and cancels cleanly.
+        controller.reject_all.store(true, Ordering::SeqCst);
+        let t_b = Instant::now();
+        let b = send_when_ready(&client, &goal("open the drawer", 0)).await;
+        let rejected = controller.wait_received(t_b, 3, "rejected controller goals", |g| {
+            !g.accepted() && g.trajectory.points.len() > 1
+        });
+        rejected
+            .iter()
+            .for_each(|g| check_trajectory(&g.trajectory, &measured_at(&controller, g.at)));
+        let fb = feedback(&client, b, 3).await;
+        assert!(fb.iter().all(|f| f.commanded_action.len() == 7), "{fb:?}");
+        assert!(child.0.try_wait().unwrap().is_none(), "the node exited");
+        let t_cancel = Instant::now();
+        cancel(&client, b).await;
+        let hold = controller.wait_received(t_cancel, 1, "hold goal to the rejecting controller", |g| {
+            is_hold(&g.trajectory)
+        });
+        assert!(!hold[0].accepted());
+        // The refused hold changes nothing: the controller still holds where the first cancel left
+        // it (nothing of ours runs there to cancel), so the arm stays still.
+        controller.assert_stops(
+            "hold refused by the controller",
+            t_cancel,
+            Duration::ZERO,
+            Duration::from_millis(500),
+            0.0,
+        );
 
         // 3. The controller accepts again: a step-limited goal runs to its end and holds.
-        controller.reject.store(false, Ordering::SeqCst);
+        controller.reject_all.store(false, Ordering::SeqCst);
         let t_c = Instant::now();
         let c = bounded("goal C", client.send_goal(goal("stack the blocks", 6)))
             .await
@@ -447,27 +290,34 @@ fn arm_node_follow_joint_trajectory_goals_hold_and_rejecting_controller() {
         let (status, result) = bounded("result C", client.result(c)).await.unwrap();
         assert_eq!(status, GoalStatus::Succeeded, "{result:?}");
         assert_eq!((result.outcome, result.steps), (ExecuteResult::STEP_LIMIT, 6));
-        controller.wait_goals(t_c, 1, "accepted goals after rejections", |g| {
-            g.accepted && g.trajectory.points.len() > 1
+        controller.wait_received(t_c, 1, "accepted goals after rejections", |g| {
+            g.accepted() && g.trajectory.points.len() > 1
         });
-        controller.wait_goals(t_c, 1, "hold goal after the step limit", |g| {
-            g.accepted && is_hold(&g.trajectory)
+        controller.wait_received(t_c, 1, "hold goal after the step limit", |g| {
+            g.accepted() && is_hold(&g.trajectory)
         });
     });
     // Every goal the controller saw is a valid trajectory or a hold.
-    let all = controller.snapshot();
-    assert!(all.iter().any(|g| g.accepted) && all.iter().any(|g| !g.accepted));
+    let all = controller.received();
+    assert!(all.iter().any(|g| g.accepted()) && all.iter().any(|g| !g.accepted()));
     for g in &all {
         if !is_hold(&g.trajectory) {
-            check_trajectory(&g.trajectory);
+            check_trajectory(&g.trajectory, &measured_at(&controller, g.at));
         }
+    }
+    // Only the test's "reject everything" switch rejected goals: every trajectory passed the
+    // joint_trajectory_controller's validation.
+    for g in all.iter().filter(|g| !g.accepted()) {
+        let why = g.verdict.clone().unwrap_err();
+        assert!(
+            why.contains("rejects every goal"),
+            "the controller rejected a goal: {why}"
+        );
     }
     assert!(
         topic.snapshot().is_empty(),
         "with use_follow_joint_trajectory nothing goes to the trajectory topic"
     );
-    let errors = controller.errors.lock().unwrap().clone();
-    assert!(errors.is_empty(), "controller errors: {errors:?}");
     // The node follows up its goals: the controller could hand over results of preempted goals.
     assert!(
         controller.fetched.load(Ordering::SeqCst) > 0,
@@ -475,6 +325,13 @@ fn arm_node_follow_joint_trajectory_goals_hold_and_rejecting_controller() {
     );
     let status = child.interrupt_and_wait(WAIT);
     assert!(status.success(), "node exit status {status:?}");
+}
+
+/// The simulated arm's position when a trajectory arrived at `at`.
+fn measured_at(c: &EmulatedJtc, at: Instant) -> Vec<f64> {
+    c.history(at - Duration::from_secs(1), at)
+        .last()
+        .map_or_else(|| vec![JOINT_VALUE; 7], |(_, p)| p.clone())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -593,7 +450,7 @@ fn arm_node_eef_delta_pose_targets_gripper_and_estop() {
     );
 
     // E-stop: the node holds, reports it, refuses goals and sends no new targets.
-    let held = press(&estop, true, diagnostics, "holding: emergency stop");
+    let held = press(&estop, true, diagnostics, "holding: e-stop engaged on /robot/estop");
     assert_eq!(state_of(&held).map(|s| s.1), Some(DiagnosticStatus::WARN));
     let t_hold = held.header.stamp;
     assert!(t_hold.sec > 0, "diagnostics are stamped");
@@ -609,17 +466,22 @@ fn arm_node_eef_delta_pose_targets_gripper_and_estop() {
     // The control loop keeps running (and holding) for another second of its own clock.
     let later = plus_secs(t_hold, 1.0);
     diagnostics.wait_for(t_a, "holding diagnostics a second later", |d| {
-        d.header.stamp >= later && state_of(d).is_some_and(|(s, _)| s == "holding: emergency stop")
+        d.header.stamp >= later && state_of(d).is_some_and(|(s, _)| s == "holding: e-stop engaged on /robot/estop")
     });
-    let during: Vec<Time> = poses
-        .snapshot()
-        .into_iter()
-        .map(|(_, p)| p.header.stamp)
-        .filter(|s| *s >= t_hold)
-        .collect();
+    // What goes out after the hold began is the last target again (the stop of a pose arm,
+    // repeated): no new target.
+    let mut all: Vec<PoseStamped> = poses.snapshot().into_iter().map(|(_, p)| p).collect();
+    all.sort_by_key(|p| p.header.stamp);
+    let last_before = all
+        .iter()
+        .rev()
+        .find(|p| p.header.stamp < t_hold)
+        .expect("targets before the hold")
+        .pose;
+    let during: Vec<&PoseStamped> = all.iter().filter(|p| p.header.stamp >= t_hold).collect();
     assert!(
-        during.is_empty(),
-        "pose targets stamped after the e-stop hold began at {t_hold:?}: {during:?}"
+        during.iter().all(|p| p.pose == last_before),
+        "new pose targets after the e-stop hold began at {t_hold:?}: {during:?} (held: {last_before:?})"
     );
 
     // Release: goal A resumes (from where it stopped), then goal B replaces it from the start pose.

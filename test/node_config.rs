@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use univla_ros::node::config::{ArmConfig, ArmOutput, NavConfig};
-use univla_ros::node::scheduler::ChunkMode;
+use univla_ros::node::control::scheduler::ChunkMode;
 use univla_ros::ros::RosArgs;
 
 fn path(rel: &str) -> String {

@@ -231,7 +231,12 @@ fn arm_node_runs_on_sim_time_sends_chunks_between_steps_and_draws_the_fk_path() 
         .value
         .parse()
         .unwrap();
-    assert!(p99 >= 0.0);
+    // Real work was measured (a frame's way through the node is never free) and it is a
+    // duration, not a wrapped or unset value.
+    assert!(
+        p99 > 0.0 && p99.is_finite() && p99 < 60_000.0,
+        "overhead_p99_ms = {p99}"
+    );
     let status = child.interrupt_and_wait(WAIT);
     assert!(status.success(), "{status}");
 }

@@ -239,6 +239,8 @@ fn mutated_pickles_never_panic() {
     assert_eq!(try_read(rezip(&mut z, &name, &pkl), "rezipped").unwrap().len(), 17);
     let mut rng = Lcg(42);
     let mut rejected = 0;
+    // A pickle cut anywhere loses its STOP opcode: every truncation the reader sees must fail.
+    let (mut truncations, mut truncations_rejected) = (0, 0);
     const MUTATIONS: usize = 1500;
     for i in 0..MUTATIONS {
         let mut m = pkl.clone();
@@ -259,11 +261,23 @@ fn mutated_pickles_never_panic() {
         let parsed = catch_unwind(|| pickle::parse(&m, pickle::Limits::default()));
         assert!(parsed.is_ok(), "pickle::parse panicked on mutation {i}");
         // The full reader only on a subset: rezipping costs more than parsing.
-        if i % 5 == 0 && try_read(rezip(&mut z, &name, &m), &format!("pickle-mutation-{i}")).is_err() {
-            rejected += 1;
+        if i % 5 == 0 {
+            let failed = try_read(rezip(&mut z, &name, &m), &format!("pickle-mutation-{i}")).is_err();
+            rejected += usize::from(failed);
+            if i % 3 == 1 {
+                truncations += 1;
+                truncations_rejected += usize::from(failed);
+            }
         }
     }
-    assert!(rejected > 0, "no mutated pickle was rejected");
+    assert!(
+        truncations > 0 && truncations_rejected == truncations,
+        "{truncations_rejected}/{truncations} truncated pickles rejected"
+    );
+    assert!(
+        rejected > truncations,
+        "no corrupted (not truncated) pickle was rejected"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `univla_arm`: the UniVLA manipulation node. See `univla_arm --help`.
 use clap::Parser;
-use univla_ros::node::arm_node::run_arm;
-use univla_ros::node::ros_io::node_main;
+use univla_ros::node::wiring::arm_node::run_arm;
+use univla_ros::node::wiring::ros_io::node_main;
 
 /// Runs the UniVLA policy on a camera stream and drives an arm (JointTrajectory, FollowJointTrajectory
 /// or PoseStamped end-effector targets), driven by the `~/execute` action (univla_msgs/action/Execute).

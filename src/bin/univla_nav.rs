@@ -1,7 +1,7 @@
 //! `univla_nav`: the UniVLA navigation node. See `univla_nav --help`.
 use clap::Parser;
-use univla_ros::node::nav_node::run_nav;
-use univla_ros::node::ros_io::node_main;
+use univla_ros::node::wiring::nav_node::run_nav;
+use univla_ros::node::wiring::ros_io::node_main;
 
 /// Runs the UniVLA policy with an R2R head on a camera stream and drives a mobile base with
 /// geometry_msgs/Twist (or TwistStamped): forward 0.25 m and 15° turns at the configured speeds;

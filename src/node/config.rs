@@ -14,11 +14,11 @@ use crate::runtime::postprocess::Preset;
 use crate::runtime::preprocess::ResizeMethod;
 use crate::runtime::session::{Execution, PolicyOptions};
 
+use super::control::safety::{JointLimits, Violation, Workspace};
+use super::control::scheduler::{Alignment, ChunkMode};
 use super::error::NodeError;
-use super::safety::{JointLimits, Violation, Workspace};
-use super::scheduler::{Alignment, ChunkMode};
 
-use super::urdf::UrdfChain;
+use super::control::urdf::UrdfChain;
 
 /// Parameters every ROS node may receive from launch_ros besides its own.
 const ALWAYS_ALLOWED: &[&str] = &["use_sim_time"];
@@ -26,6 +26,8 @@ const ALWAYS_ALLOWED: &[&str] = &["use_sim_time"];
 const QOS_OVERRIDES: &str = "qos_overrides.";
 /// Highest accepted control rate.
 const MAX_CONTROL_RATE_HZ: f64 = 1000.0;
+/// Longest accepted timeout of any kind (one day).
+const MAX_TIMEOUT_S: f64 = 86_400.0;
 
 /// Reads parameters and remembers every name it was asked for, so unknown ones can be refused.
 pub struct ParamReader<'a> {
@@ -59,6 +61,27 @@ impl<'a> ParamReader<'a> {
             )));
         }
         Ok(v)
+    }
+
+    /// A duration in seconds within `(0, max_s]` (or exactly 0 when `zero_off`: the feature is off).
+    pub fn seconds(
+        &mut self,
+        name: &'static str,
+        default: f64,
+        max_s: f64,
+        zero_off: bool,
+    ) -> Result<Duration, NodeError> {
+        let v = self.f64(name, default)?;
+        if zero_off && v == 0.0 {
+            return Ok(Duration::ZERO);
+        }
+        if !(v.is_finite() && v > 0.0 && v <= max_s) {
+            return Err(NodeError::config(format!(
+                "'{name}' must be a number of seconds in (0, {max_s}]{}, got {v}",
+                if zero_off { " (0: off)" } else { "" }
+            )));
+        }
+        Ok(Duration::from_secs_f64(v))
     }
 
     pub fn bool(&mut self, name: &'static str, default: bool) -> Result<bool, NodeError> {
@@ -219,6 +242,22 @@ pub struct CommonConfig {
     /// SCHED_FIFO priority of the control loop and input threads (0: normal scheduling).
     pub realtime_priority: i32,
     pub frame_id: String,
+    /// Dead-man mode: hold unless a `false` arrives on the e-stop topic this often (zero: off).
+    pub estop_heartbeat_timeout: Duration,
+    /// What a fault inside the node (inference error or panic, a stopped worker) does after the
+    /// robot is held and the goal aborted.
+    pub on_fault: FaultPolicy,
+    /// An inference running longer than this is a fault (zero: no limit).
+    pub inference_timeout: Duration,
+}
+
+/// What the node does after a fault inside it, once the robot holds and the goal is aborted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPolicy {
+    /// Stay up (ERROR in `/diagnostics` until the next goal is accepted).
+    Recover,
+    /// Exit with a non-zero status (a launch file's `respawn` or an operator restarts it).
+    Exit,
 }
 
 impl CommonConfig {
@@ -285,6 +324,18 @@ impl CommonConfig {
             publish_monitoring: r.bool("publish_monitoring", true)?,
             realtime_priority,
             frame_id: r.string("frame_id", "base_link")?,
+            estop_heartbeat_timeout: r.seconds("estop_heartbeat_timeout_s", 0.0, MAX_TIMEOUT_S, true)?,
+            on_fault: match r.string("on_fault", "recover")?.as_str() {
+                "recover" => FaultPolicy::Recover,
+                "exit" => FaultPolicy::Exit,
+                other => {
+                    return Err(NodeError::config(format!(
+                        "'on_fault' is '{}'; expected recover or exit",
+                        crate::node::control::core::clip(other, 64)
+                    )))
+                }
+            },
+            inference_timeout: r.seconds("inference_timeout_s", 30.0, MAX_TIMEOUT_S, true)?,
         })
     }
 
@@ -388,7 +439,7 @@ pub struct ArmConfig {
     pub alignment: ChunkAlignment,
 }
 
-/// Where a chunk's first row is executed (see [`crate::node::scheduler::Alignment`]).
+/// Where a chunk's first row is executed (see [`crate::node::control::scheduler::Alignment`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkAlignment {
     /// `reference` for the real-world head (its last-8-rows rule), `measured` for the others.
@@ -457,6 +508,7 @@ impl ArmConfig {
         let lo = fixed("workspace_min", r.f64_array("workspace_min")?, [-1.0, -1.0, -0.2])?;
         let hi = fixed("workspace_max", r.f64_array("workspace_max")?, [1.0, 1.0, 1.2])?;
         let max_translation_step = r.positive("max_translation_step", 0.05)?;
+        let max_rotation_step = r.positive("max_rotation_step", 0.25)?;
         let pose_topic = r.string("pose_topic", "eef_target")?;
         let gripper_topic = r.string("gripper_topic", "gripper_command")?;
         let translation_scale = r.positive("translation_scale", 1.0)?;
@@ -495,7 +547,8 @@ impl ArmConfig {
                 }
             }
             "eef_delta" => {
-                let workspace = Workspace::new(lo, hi, max_translation_step, mode).map_err(NodeError::Config)?;
+                let workspace =
+                    Workspace::new(lo, hi, max_translation_step, max_rotation_step, mode).map_err(NodeError::Config)?;
                 if !workspace.contains(&[initial_pose[0], initial_pose[1], initial_pose[2]]) {
                     return Err(NodeError::config("'initial_pose' lies outside the workspace"));
                 }
@@ -574,6 +627,71 @@ pub struct NavProfile {
     pub settle: Duration,
 }
 
+/// Largest accepted base speeds and motion sizes: anything beyond is a typo, not a robot.
+const MAX_LINEAR_SPEED: f64 = 5.0;
+const MAX_ANGULAR_SPEED_DEG: f64 = 720.0;
+const MAX_FORWARD_M: f64 = 10.0;
+const MAX_TURN_DEG: f64 = 360.0;
+/// Longest accepted duration of one motion (s).
+const MAX_MOTION_S: f64 = 600.0;
+
+impl NavProfile {
+    /// Reads and checks the base's speeds and motion sizes; every error names the parameter.
+    fn read(r: &mut ParamReader) -> Result<Self, NodeError> {
+        let within = |name: &str, v: f64, max: f64, unit: &str| -> Result<f64, NodeError> {
+            if v.is_finite() && v > 0.0 && v <= max {
+                Ok(v)
+            } else {
+                Err(NodeError::config(format!(
+                    "'{name}' must be in (0, {max}] {unit}, got {v}"
+                )))
+            }
+        };
+        let forward_m = within(
+            "forward_m",
+            r.f64("forward_m", crate::runtime::postprocess::NAV_FORWARD_M)?,
+            MAX_FORWARD_M,
+            "m",
+        )?;
+        let turn_deg = within(
+            "turn_deg",
+            r.f64("turn_deg", crate::runtime::postprocess::NAV_TURN_DEG)?,
+            MAX_TURN_DEG,
+            "degrees",
+        )?;
+        let linear_speed = within("linear_speed", r.f64("linear_speed", 0.25)?, MAX_LINEAR_SPEED, "m/s")?;
+        let angular_speed_deg = within(
+            "angular_speed_deg",
+            r.f64("angular_speed_deg", 30.0)?,
+            MAX_ANGULAR_SPEED_DEG,
+            "degrees/s",
+        )?;
+        for (what, secs) in [
+            ("forward_m / linear_speed", forward_m / linear_speed),
+            ("turn_deg / angular_speed_deg", turn_deg / angular_speed_deg),
+        ] {
+            if secs > MAX_MOTION_S {
+                return Err(NodeError::config(format!(
+                    "one motion would last {secs:.0} s ({what}); at most {MAX_MOTION_S} s"
+                )));
+            }
+        }
+        let settle_s = r.f64("settle_s", 0.2)?;
+        if !(settle_s.is_finite() && (0.0..=MAX_MOTION_S).contains(&settle_s)) {
+            return Err(NodeError::config(format!(
+                "'settle_s' must be in [0, {MAX_MOTION_S}] s, got {settle_s}"
+            )));
+        }
+        Ok(Self {
+            forward_m,
+            turn_deg,
+            linear_speed,
+            angular_speed_deg,
+            settle: Duration::from_secs_f64(settle_s),
+        })
+    }
+}
+
 /// `univla_nav` settings.
 #[derive(Clone, Debug)]
 pub struct NavConfig {
@@ -591,13 +709,7 @@ impl NavConfig {
     pub fn from_params(p: &Params) -> Result<Self, NodeError> {
         let mut r = ParamReader::new(p);
         let common = CommonConfig::read(&mut r, true)?;
-        let profile = NavProfile {
-            forward_m: r.positive("forward_m", crate::runtime::postprocess::NAV_FORWARD_M)?,
-            turn_deg: r.positive("turn_deg", crate::runtime::postprocess::NAV_TURN_DEG)?,
-            linear_speed: r.positive("linear_speed", 0.25)?,
-            angular_speed_deg: r.positive("angular_speed_deg", 30.0)?,
-            settle: Duration::from_secs_f64(r.f64("settle_s", 0.2)?.max(0.0)),
-        };
+        let profile = NavProfile::read(&mut r)?;
         let max_decisions = r.i64("max_decisions", 500)?;
         let cfg = Self {
             cmd_vel_topic: r.string("cmd_vel_topic", "cmd_vel")?,

@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 use crate::ros::msgs::diagnostic_msgs::{DiagnosticArray, DiagnosticStatus, KeyValue};
 use crate::ros::msgs::std_msgs::Header;
 
+/// Names of the overhead's parts (`FrameTrace::parts` in the control core), in order.
+pub const OVERHEAD_PARTS: [&str; 5] = ["handoff", "worker_wake", "decode", "result_wake", "publish"];
+
 /// Latency samples kept for the percentiles.
 const LATENCY_WINDOW: usize = 256;
 
@@ -39,7 +42,7 @@ pub struct Counters {
     /// Transport-in → command-out of a frame, without the model and without waiting for a worker
     /// busy with an older frame: the node's own overhead on the control path.
     pub overhead: Window,
-    /// The overhead's parts ([`crate::node::core::OVERHEAD_PARTS`]).
+    /// The overhead's parts ([`OVERHEAD_PARTS`]).
     pub overhead_parts: [Window; 5],
     ticks: u64,
     rate_mark: Option<(Instant, u64)>,
@@ -58,6 +61,11 @@ pub struct Counters {
     pub goals_rejected: u64,
     /// The last error or hold reason worth showing to an operator.
     pub last_error: String,
+    /// A fault inside the node (inference error or panic, stalled or stopped worker, non-finite
+    /// output): ERROR in `/diagnostics` until the next goal is accepted.
+    pub fault: Option<String>,
+    /// Joint states replaced in the input queue before the control loop took them (latest wins).
+    pub events_dropped: u64,
 }
 
 /// p-th percentile (0..=100) by nearest rank.
@@ -82,7 +90,7 @@ impl Counters {
 
     /// `handoff 0.02, worker_wake 0.05, …`: the p99 of each overhead part.
     fn parts_p99(&self) -> String {
-        crate::node::core::OVERHEAD_PARTS
+        OVERHEAD_PARTS
             .iter()
             .zip(&self.overhead_parts)
             .map(|(n, w)| match w.percentile(99.0) {
@@ -156,6 +164,8 @@ impl Counters {
             kv("goals_accepted", self.goals_accepted.to_string()),
             kv("goals_rejected", self.goals_rejected.to_string()),
             kv("last_error", self.last_error.clone()),
+            kv("fault", self.fault.clone().unwrap_or_default()),
+            kv("events_dropped", self.events_dropped.to_string()),
         ];
         DiagnosticArray {
             header,

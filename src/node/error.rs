@@ -21,6 +21,10 @@ pub enum NodeError {
     /// A helper thread could not start or stopped unexpectedly.
     #[error("thread {0}")]
     Thread(String),
+    /// A fault inside the running node (inference error or panic, stalled worker) with
+    /// `on_fault: exit`: the robot was held, then the node exits non-zero.
+    #[error("fault (on_fault: exit): {0}")]
+    Fault(String),
 }
 
 impl NodeError {

@@ -1,6 +1,7 @@
 //! Input validation: camera messages to [`RgbImage`] and joint states mapped by joint name.
 use std::time::{Duration, Instant};
 
+use crate::node::control::core::clip;
 use crate::ros::msgs::sensor_msgs::{CompressedImage, Image, JointState};
 use crate::runtime::preprocess::{PixelEncoding, RgbImage};
 
@@ -41,6 +42,25 @@ impl CameraFrame {
     }
 }
 
+/// Longest joint name quoted from a message, and most names listed.
+const NAME_CHARS: usize = 64;
+const NAMES_LISTED: usize = 8;
+
+/// At most [`NAMES_LISTED`] names of a message, each clipped, with the total count.
+fn clip_list(names: &[String]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(NAMES_LISTED)
+        .map(|n| format!("{:?}", clip(n, NAME_CHARS)))
+        .collect();
+    let more = names.len().saturating_sub(NAMES_LISTED);
+    if more > 0 {
+        format!("[{}, … {more} more]", shown.join(", "))
+    } else {
+        format!("[{}]", shown.join(", "))
+    }
+}
+
 /// The latest position of each configured joint, merged from (possibly partial) JointState messages.
 #[derive(Clone, Debug)]
 pub struct JointCache {
@@ -72,7 +92,7 @@ impl JointCache {
         for (name, &pos) in js.name.iter().zip(&js.position) {
             if let Some(i) = self.names.iter().position(|n| n == name) {
                 if !pos.is_finite() {
-                    return Err(format!("joint state position of '{name}' is {pos}"));
+                    return Err(format!("joint state position of '{}' is {pos}", clip(name, NAME_CHARS)));
                 }
                 self.values[i] = Some((pos, now));
                 matched += 1;
@@ -80,8 +100,9 @@ impl JointCache {
         }
         if matched == 0 && !self.names.is_empty() {
             return Err(format!(
-                "joint state names {:?} contain none of the configured joints {:?}",
-                js.name, self.names
+                "joint state names {} contain none of the configured joints {:?}",
+                clip_list(&js.name),
+                self.names
             ));
         }
         Ok(matched)
@@ -112,6 +133,27 @@ impl JointCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_joint_state_costs_one_short_error() {
+        let mut cache = JointCache::new(vec!["joint1".into()]);
+        let js = JointState {
+            name: (0..1_000_000).map(|i| format!("{}{i}", "x".repeat(100))).collect(),
+            position: vec![0.0; 1_000_000],
+            ..Default::default()
+        };
+        let e = cache.update(&js, Instant::now()).unwrap_err();
+        assert!(e.len() < 2_000, "{} bytes", e.len());
+        assert!(e.contains("999992 more"), "{e}");
+        let nan = JointState {
+            name: vec![format!("joint1{}", "y".repeat(1_000_000))],
+            position: vec![f64::NAN],
+            ..Default::default()
+        };
+        // Not a configured joint (the name is longer): reported, clipped.
+        let e = cache.update(&nan, Instant::now()).unwrap_err();
+        assert!(e.len() < 2_000, "{} bytes", e.len());
+    }
 
     fn image(enc: &str, w: u32, h: u32, step: u32, len: usize) -> CameraFrame {
         CameraFrame::Raw(Image {

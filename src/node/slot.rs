@@ -8,6 +8,8 @@ pub struct LatestSlot<T> {
     item: Option<T>,
     /// Arrival of the newest item ever put, taken or not (for staleness).
     last_arrival: Option<Instant>,
+    /// The same on the wall clock (a watchdog that a stalled simulation clock cannot stop).
+    last_wall: Option<Instant>,
     received: u64,
     dropped: u64,
 }
@@ -17,6 +19,7 @@ impl<T> Default for LatestSlot<T> {
         Self {
             item: None,
             last_arrival: None,
+            last_wall: None,
             received: 0,
             dropped: 0,
         }
@@ -35,6 +38,12 @@ impl<T> LatestSlot<T> {
         }
         self.received += 1;
         self.last_arrival = Some(at);
+        self.last_wall = Some(Instant::now());
+    }
+
+    /// Wall-clock age of the newest arrival (None: nothing ever arrived).
+    pub fn wall_age(&self) -> Option<Duration> {
+        self.last_wall.map(|t| t.elapsed())
     }
 
     /// Takes the newest item, if one arrived since the last take.

@@ -84,13 +84,19 @@ impl<S: Subscriber> Layer<S> for RosoutLayer {
     }
 }
 
-/// Noise filter for the middleware crates, appended to a level given by `--log-level`.
-const MIDDLEWARE_DIRECTIVES: &str = "rustdds=warn,ros2_client=warn";
+/// Noise filter for the middleware crates (their start-up warnings mean nothing to an operator),
+/// appended to the level unless `RUST_LOG` names one of them itself.
+const MIDDLEWARE_DIRECTIVES: &str = "rustdds=error,ros2_client=error";
+/// Crates the middleware directives are about.
+const MIDDLEWARE_CRATES: [&str; 2] = ["rustdds", "ros2_client"];
 
 /// The filter directives a node uses (exposed for tests and `--help`).
 pub fn filter_directives(args: &RosArgs, rust_log: Option<&str>) -> String {
     if let Some(env) = rust_log.filter(|s| !s.trim().is_empty()) {
-        return env.to_string();
+        if MIDDLEWARE_CRATES.iter().any(|c| env.contains(c)) {
+            return env.to_string();
+        }
+        return format!("{env},{MIDDLEWARE_DIRECTIVES}");
     }
     let level = args.log_level.map(|l| l.as_tracing_directive()).unwrap_or("info");
     let mut out = format!("{level},{MIDDLEWARE_DIRECTIVES}");
@@ -108,6 +114,8 @@ pub fn init_tracing(args: &RosArgs) {
     let filter = || EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: journald, launch logs and files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(if args.stdout_logs {
             filter()
         } else {
@@ -168,15 +176,23 @@ mod tests {
             "univla_ros:=warn",
         ])
         .unwrap();
-        assert_eq!(filter_directives(&args, Some("trace")), "trace");
+        // RUST_LOG wins, but the middleware stays quiet unless RUST_LOG names it.
+        assert_eq!(
+            filter_directives(&args, Some("trace")),
+            "trace,rustdds=error,ros2_client=error"
+        );
+        assert_eq!(
+            filter_directives(&args, Some("info,rustdds=debug")),
+            "info,rustdds=debug"
+        );
         assert_eq!(
             filter_directives(&args, None),
-            "debug,rustdds=warn,ros2_client=warn,univla_ros=warn"
+            "debug,rustdds=error,ros2_client=error,univla_ros=warn"
         );
         let (plain, _) = RosArgs::parse(["p"]).unwrap();
         assert_eq!(
             filter_directives(&plain, Some(" ")),
-            "info,rustdds=warn,ros2_client=warn"
+            "info,rustdds=error,ros2_client=error"
         );
     }
 }

@@ -1,6 +1,9 @@
 //! Shared helpers of the node end-to-end tests: checkpoint generation, spawning a node binary with
 //! `--ros-args` exactly as launch_ros passes them, a synthetic camera and bounded waits.
 #![allow(dead_code)]
+pub mod inproc;
+pub mod jtc;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -90,7 +90,7 @@ fn every_type_round_trips() {
         name: "robot.arm".into(),
         msg: "rejected goal".into(),
         file: "src/node/driver.rs".into(),
-        function: "univla_ros::node::driver".into(),
+        function: "univla_ros::node::wiring::driver".into(),
         line: 42,
     });
     round_trip(&ColorRGBA {

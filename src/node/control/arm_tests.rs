@@ -1,7 +1,8 @@
 //! Unit tests of the arm core with a stand-in policy (no DDS, no model).
 use super::*;
-use crate::node::safety::Violation;
-use crate::node::worker::tests::FakePolicy;
+use crate::node::control::safety::Violation;
+use crate::node::control::stop::STOP_REPEATS;
+use crate::node::wiring::worker::tests::FakePolicy;
 use crate::runtime::postprocess::Preset;
 use crate::runtime::preprocess::RgbImage;
 
@@ -24,6 +25,7 @@ fn settings(kind: ArmKind, dim: usize) -> ArmSettings {
         action_dim: dim,
         default_ensemble: 2,
         preview: false,
+        inference_timeout: Duration::from_secs(5),
     }
 }
 
@@ -108,9 +110,9 @@ fn goals_are_rejected_with_reasons_when_not_ready() {
     assert!(core.start_goal(g, t).unwrap_err().contains("unknown mode"));
     let late = t + Duration::from_secs(2);
     assert!(core.start_goal(goal("pick"), late).unwrap_err().contains("stale"));
-    core.set_estop(true);
+    core.set_estop(Some("e-stop engaged on /estop"), t);
     assert!(core.start_goal(goal("pick"), t).unwrap_err().contains("emergency stop"));
-    core.set_estop(false);
+    core.set_estop(None, t);
     assert!(core.start_goal(goal("pick"), t).is_ok());
     assert_eq!(core.counters.goals_rejected, 7);
 }
@@ -122,8 +124,10 @@ fn runs_chunks_with_feedback_and_step_limit() {
     ready(&mut core, t, 2);
     let mut g = goal("pick");
     g.max_steps = 3;
-    let (epoch, pre) = core.start_goal(g, t).unwrap();
-    assert!(pre.is_none());
+    let started = core.start_goal(g, t).unwrap();
+    let epoch = started.epoch;
+    assert!(started.preempted.is_none());
+    assert_eq!(started.tick.command, None, "nothing to stop");
     let tick = run_until_command(&mut core, &mut t, 2);
     match tick.command {
         Some(ArmCommand::Joints(points)) => {
@@ -140,7 +144,11 @@ fn runs_chunks_with_feedback_and_step_limit() {
     for _ in 0..20 {
         let tick = run_until_command(&mut core, &mut t, 2);
         if let Some(e) = tick.ended {
-            assert!(matches!(tick.command, Some(ArmCommand::Hold(Some(_)))));
+            assert_eq!(
+                tick.command,
+                Some(ArmCommand::Hold(vec![0.0, 0.0])),
+                "held at the measured position"
+            );
             end = Some(e);
             break;
         }
@@ -158,18 +166,26 @@ fn preemption_aborts_old_goal_and_cancel_holds() {
     let mut core = joint_core(FakePolicy::new(2, 4, 0.1), Violation::Clamp);
     let t = Instant::now();
     ready(&mut core, t, 2);
-    let (e1, _) = core.start_goal(goal("pick"), t).unwrap();
-    let (e2, pre) = core.start_goal(goal("place"), t).unwrap();
-    let pre = pre.unwrap();
+    let e1 = core.start_goal(goal("pick"), t).unwrap().epoch;
+    let started = core.start_goal(goal("place"), t).unwrap();
+    let e2 = started.epoch;
+    // The preempted motion stops at once: a hold at the measured position.
+    assert_eq!(started.tick.command, Some(ArmCommand::Hold(vec![0.0, 0.0])));
+    let pre = started.preempted.unwrap();
     assert_eq!(
         (pre.epoch, pre.status, pre.outcome),
         (e1, GoalOutcome::Aborted, ExecuteResult::PREEMPTED)
     );
     assert!(pre.reason.contains("preempted"));
-    assert!(core.cancel(e1).is_none(), "the old goal is already over");
-    let c = core.cancel(e2).unwrap();
+    let stale = core.cancel(e1, t);
+    assert!(
+        stale.ended.is_none() && stale.command.is_none(),
+        "the old goal is already over"
+    );
+    let c = core.cancel(e2, t);
+    assert_eq!(c.command, Some(ArmCommand::Hold(vec![0.0, 0.0])), "cancel holds");
+    let c = c.ended.unwrap();
     assert_eq!((c.status, c.outcome), (GoalOutcome::Canceled, ExecuteResult::CANCELED));
-    assert_eq!(core.hold_command(t), ArmCommand::Hold(Some(vec![0.0, 0.0])));
     assert_eq!(core.state(), &NodeState::Idle);
 }
 
@@ -183,8 +199,12 @@ fn nan_output_aborts_and_holds() {
     let end = tick.ended.expect("goal must end");
     assert_eq!(end.status, GoalOutcome::Aborted);
     assert!(end.reason.contains("NaN"), "{}", end.reason);
-    assert!(matches!(tick.command, Some(ArmCommand::Hold(_))));
+    assert_eq!(tick.command, Some(ArmCommand::Hold(vec![0.0, 0.0])));
     assert!(core.counters.last_error.contains("NaN"));
+    assert!(
+        core.counters.fault.as_deref().is_some_and(|f| f.contains("NaN")),
+        "a fault: ERROR"
+    );
 }
 
 #[test]
@@ -217,7 +237,7 @@ fn limits_clamp_or_refuse_and_are_counted() {
     ready(&mut core, t, 2);
     core.start_goal(goal("pick"), t).unwrap();
     let tick = run_until_command(&mut core, &mut t, 2);
-    assert_eq!(tick.command, Some(ArmCommand::Hold(Some(vec![0.0, 0.0]))));
+    assert_eq!(tick.command, Some(ArmCommand::Hold(vec![0.0, 0.0])));
     assert!(tick.ended.is_none(), "a refusal holds but keeps the goal");
     assert_eq!(core.counters.refusals, 1);
     assert!(matches!(core.state(), NodeState::Holding(r) if r.contains("refused")));
@@ -230,39 +250,89 @@ fn stale_camera_and_joints_and_estop_hold() {
     ready(&mut core, t, 2);
     core.start_goal(goal("pick"), t).unwrap();
     run_until_command(&mut core, &mut t, 2);
-    // Camera silent for 1 s: hold once, with the joint positions.
+    // Camera silent for 1 s: hold at the measured joint positions, repeated on the next steps.
     t += Duration::from_secs(1);
     core.on_joint_state(&js(2, 0.2), t).unwrap();
     let tick = core.tick(t);
-    assert_eq!(tick.command, Some(ArmCommand::Hold(Some(vec![0.2, 0.2]))));
+    assert_eq!(tick.command, Some(ArmCommand::Hold(vec![0.2, 0.2])));
     assert!(matches!(core.state(), NodeState::Holding(r) if r.contains("camera stale")));
-    assert_eq!(core.tick(t).command, None, "the hold is sent once");
-    // Joint states silent: hold with an empty trajectory (positions unknown).
+    // Repeated once each earlier hold has settled (two settle times apart), then quiet.
+    let mut repeats = 0;
+    for _ in 0..4 * STOP_REPEATS {
+        t += PERIOD;
+        core.on_joint_state(&js(2, 0.2), t).unwrap();
+        if let Some(c) = core.tick(t).command {
+            assert_eq!(c, ArmCommand::Hold(vec![0.2, 0.2]));
+            repeats += 1;
+        }
+    }
+    assert_eq!(repeats, STOP_REPEATS);
+    // Joint states silent as well: still holding (no new stop); the hold it would send now is the
+    // last commanded point, never an empty trajectory.
     t += Duration::from_secs(1);
     core.on_image(frame(), t);
     let tick = core.tick(t);
     assert!(matches!(core.state(), NodeState::Holding(r) if r.contains("joint states stale")));
     assert_eq!(tick.command, None, "already holding");
+    assert_eq!(core.stop_command(t), Some(ArmCommand::Hold(vec![0.2, 0.2])));
     // Fresh inputs resume.
     let tick = run_until_command(&mut core, &mut t, 2);
     assert!(matches!(tick.command, Some(ArmCommand::Joints(_))));
-    // E-stop holds until released.
-    core.set_estop(true);
+    // E-stop holds at once (no tick needed) until released, and refuses goals meanwhile.
     t += PERIOD;
     ready(&mut core, t, 2);
-    let tick = core.tick(t);
-    assert!(matches!(tick.command, Some(ArmCommand::Hold(_))));
-    for _ in 0..3 {
+    let tick = core.set_estop(Some("e-stop engaged on /estop"), t);
+    assert_eq!(tick.command, Some(ArmCommand::Hold(vec![0.0, 0.0])));
+    for _ in 0..STOP_REPEATS + 2 {
         t += PERIOD;
         ready(&mut core, t, 2);
-        assert!(core.tick(t).command.is_none());
-        assert!(matches!(core.state(), NodeState::Holding(r) if r == "emergency stop"));
+        let c = core.tick(t).command;
+        assert!(c.is_none() || c == Some(ArmCommand::Hold(vec![0.0, 0.0])), "{c:?}");
+        assert!(matches!(core.state(), NodeState::EStopped(r) if r.contains("e-stop")));
     }
-    core.set_estop(false);
+    core.set_estop(None, t);
     let tick = run_until_command(&mut core, &mut t, 2);
     assert!(matches!(tick.command, Some(ArmCommand::Joints(_))));
     // Camera stale (joints then stale while already holding), then the e-stop.
     assert_eq!(core.counters.holds, 2);
+}
+
+#[test]
+fn a_stale_joint_state_holds_at_the_last_commanded_point() {
+    let mut core = joint_core(FakePolicy::new(2, 8, 0.1), Violation::Clamp);
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("pick"), t).unwrap();
+    let tick = run_until_command(&mut core, &mut t, 2);
+    let Some(ArmCommand::Joints(points)) = tick.command else {
+        panic!("{tick:?}")
+    };
+    // Only the camera keeps coming: the joints go stale and the hold is the point last sent.
+    t += Duration::from_secs(1);
+    core.on_image(frame(), t);
+    let tick = core.supervise(t);
+    assert_eq!(tick.command, Some(ArmCommand::Hold(points[0].clone())));
+    assert!(matches!(core.state(), NodeState::Holding(r) if r.contains("joint states stale")));
+}
+
+#[test]
+fn a_stalled_clock_does_not_disable_the_input_watchdogs() {
+    let mut core = joint_core(FakePolicy::new(2, 8, 0.1), Violation::Clamp);
+    let mut t = Instant::now();
+    ready(&mut core, t, 2);
+    core.start_goal(goal("pick"), t).unwrap();
+    run_until_command(&mut core, &mut t, 2);
+    assert_eq!(core.state(), &NodeState::Running);
+    // The control clock stands still at `t` (a paused /clock) while wall time passes without a
+    // camera image or joint state.
+    std::thread::sleep(Duration::from_millis(600));
+    let tick = core.supervise(t);
+    assert!(matches!(tick.command, Some(ArmCommand::Hold(_))), "{:?}", tick.command);
+    assert!(
+        matches!(core.state(), NodeState::Holding(r) if r.contains("wall time")),
+        "{:?}",
+        core.state()
+    );
 }
 
 #[test]
@@ -356,7 +426,7 @@ fn dry_run_marks_commands_not_to_actuate() {
 
 #[test]
 fn eef_deltas_become_pose_targets_inside_the_workspace() {
-    let ws = Workspace::new([0.0, -0.5, 0.0], [0.8, 0.5, 0.45], 0.05, Violation::Clamp).unwrap();
+    let ws = Workspace::new([0.0, -0.5, 0.0], [0.8, 0.5, 0.45], 0.05, 0.5, Violation::Clamp).unwrap();
     let kind = ArmKind::Eef {
         workspace: ws,
         initial: [0.4, 0.0, 0.3, 0.0, 0.0, 0.0],
@@ -406,7 +476,7 @@ fn frames_reach_the_model_and_chunks_the_robot_between_steps() {
     assert!(core.react(t).command.is_none());
     assert!(core.wait_worker(WAIT));
     let tick = core.tick(t);
-    let steps_after_first = core.goal.as_ref().unwrap().steps;
+    let steps_after_first = core.mode.goal().unwrap().steps;
     assert!(matches!(tick.command, Some(ArmCommand::Joints(_))));
     // A new frame between steps goes to the idle worker without waiting for the next step…
     let mid = t + PERIOD / 2;
@@ -426,9 +496,9 @@ fn frames_reach_the_model_and_chunks_the_robot_between_steps() {
     let parts: Duration = trace.parts(sent).iter().sum();
     assert!(parts <= trace.overhead(sent), "{parts:?} > {:?}", trace.overhead(sent));
     assert!(trace.overhead(sent) + trace.job.model <= sent - trace.job.received);
-    assert_eq!(core.goal.as_ref().unwrap().steps, steps_after_first);
+    assert_eq!(core.mode.goal().unwrap().steps, steps_after_first);
     // Under a pending hold condition nothing goes out between steps.
-    core.set_estop(true);
+    core.set_estop(Some("e-stop"), mid);
     ready(&mut core, mid, 2);
     let tick = core.react(mid);
     assert!(tick.command.is_none() && !core.worker.is_busy());
@@ -437,7 +507,7 @@ fn frames_reach_the_model_and_chunks_the_robot_between_steps() {
 #[test]
 fn pose_targets_wait_for_the_step() {
     let post = PostProcessor::new(Preset::Calvin, None, None).unwrap();
-    let workspace = Workspace::new([-1.0; 3], [1.0; 3], 0.5, Violation::Clamp).unwrap();
+    let workspace = Workspace::new([-1.0; 3], [1.0; 3], 0.5, 0.5, Violation::Clamp).unwrap();
     let mut s = settings(
         ArmKind::Eef {
             workspace,

@@ -2,8 +2,8 @@
 //! trajectory is sent as a goal (which preempts the controller's previous goal); trajectories that
 //! arrive while a goal is being sent are replaced, never queued. Each accepted goal's result is
 //! fetched (controllers may wait for that), and a controller that aborts or reports an error code
-//! is logged. A hold the controller does not accept cancels its running goal instead, which makes
-//! a `joint_trajectory_controller` stop where it is.
+//! is logged. A hold first cancels the controller's running goal (a `joint_trajectory_controller`
+//! then stops where it is), then sends the one-point hold as a goal.
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use crate::ros::action::{GoalId, GoalStatus, RosActionClient};
 use crate::ros::msgs::control_msgs::{FollowJointTrajectory, FollowJointTrajectoryGoal, FollowJointTrajectoryResult};
 use crate::ros::msgs::trajectory_msgs::JointTrajectory;
 
-use super::error::NodeError;
+use crate::node::error::NodeError;
 
 /// Bound on one goal exchange with the controller.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,6 +78,18 @@ impl TrajectoryActionSender {
                                 let Some(Outgoing { trajectory, hold }) = rx.borrow_and_update().clone() else {
                                     continue;
                                 };
+                                // A stop: the controller's running goal is canceled first (a
+                                // joint_trajectory_controller then holds where it is), and the
+                                // hold goal follows, so the arm stops even if one of them is lost.
+                                if hold {
+                                    if let Some(id) = running.take() {
+                                        match tokio::time::timeout(SEND_TIMEOUT, client.cancel(id)).await {
+                                            Ok(Ok(_)) => {}
+                                            Ok(Err(e)) => tracing::error!("canceling goal {id}: {e}"),
+                                            Err(_) => tracing::error!("canceling goal {id}: no answer within {SEND_TIMEOUT:?}"),
+                                        }
+                                    }
+                                }
                                 let goal = FollowJointTrajectoryGoal {
                                     trajectory,
                                     ..Default::default()
@@ -101,31 +113,17 @@ impl TrajectoryActionSender {
                                         None
                                     }
                                 };
-                                match accepted {
-                                    Some(id) => {
-                                        running = Some(id);
-                                        if results.len() < MAX_PENDING_RESULTS {
-                                            results.push(Box::pin(async move {
-                                                let r = match tokio::time::timeout(RESULT_TIMEOUT, client.result(id)).await {
-                                                    Ok(r) => r.map_err(|e| e.to_string()),
-                                                    Err(_) => Err(format!("none within {RESULT_TIMEOUT:?}")),
-                                                };
-                                                report(id, r);
-                                            }));
-                                        }
+                                if let Some(id) = accepted {
+                                    running = Some(id);
+                                    if results.len() < MAX_PENDING_RESULTS {
+                                        results.push(Box::pin(async move {
+                                            let r = match tokio::time::timeout(RESULT_TIMEOUT, client.result(id)).await {
+                                                Ok(r) => r.map_err(|e| e.to_string()),
+                                                Err(_) => Err(format!("none within {RESULT_TIMEOUT:?}")),
+                                            };
+                                            report(id, r);
+                                        }));
                                     }
-                                    // The arm must not keep moving: stop the controller's goal.
-                                    None if hold => {
-                                        if let Some(id) = running.take() {
-                                            tracing::warn!("the controller did not take the hold: canceling its goal {id}");
-                                            match tokio::time::timeout(SEND_TIMEOUT, client.cancel(id)).await {
-                                                Ok(Ok(_)) => {}
-                                                Ok(Err(e)) => tracing::error!("canceling goal {id}: {e}"),
-                                                Err(_) => tracing::error!("canceling goal {id}: no answer within {SEND_TIMEOUT:?}"),
-                                            }
-                                        }
-                                    }
-                                    None => {}
                                 }
                             }
                             Some(()) = results.next(), if !results.is_empty() => {}
@@ -145,8 +143,8 @@ impl TrajectoryActionSender {
         }));
     }
 
-    /// Sends a hold (the measured positions, or no points); if the controller does not accept
-    /// it, its running goal is canceled.
+    /// Sends a hold: cancels the controller's running goal, then sends `t` (one point at the hold
+    /// position) as a goal.
     pub fn hold(&self, t: JointTrajectory) {
         let _ = self.latest.send(Some(Outgoing {
             trajectory: t,

@@ -16,9 +16,9 @@ use crate::ros::msgs::univla_msgs::{Execute, ExecuteFeedback, ExecuteGoal, Execu
 use crate::runtime::postprocess::{PostProcessor, Preset};
 use crate::runtime::session::{Policy, Session};
 
-use super::config::PolicyConfig;
-use super::error::NodeError;
-use super::worker::InferenceWorker;
+use crate::node::config::PolicyConfig;
+use crate::node::error::NodeError;
+use crate::node::wiring::worker::{InferenceWorker, PolicyBackend};
 
 /// `std_msgs/Float64` (gripper commands).
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -43,6 +43,15 @@ pub struct ModelInfo {
 
 /// Loads the policy once, on the inference thread, with a progress log.
 pub fn load_policy(cfg: &PolicyConfig) -> Result<(InferenceWorker, ModelInfo), NodeError> {
+    load_policy_with(cfg, |session| session)
+}
+
+/// [`load_policy`], with the session wrapped by `wrap` on the inference thread (fault injection
+/// in tests: a wrapper that fails, panics or stalls on cue).
+pub fn load_policy_with<B: PolicyBackend>(
+    cfg: &PolicyConfig,
+    wrap: impl FnOnce(Session) -> B + Send + 'static,
+) -> Result<(InferenceWorker, ModelInfo), NodeError> {
     let opts = cfg.options.clone();
     let threads = cfg.threads;
     let nice = cfg.inference_nice;
@@ -55,7 +64,7 @@ pub fn load_policy(cfg: &PolicyConfig) -> Result<(InferenceWorker, ModelInfo), N
     let start = Instant::now();
     let (worker, info) = InferenceWorker::spawn_with(move || {
         if nice > 0 {
-            if let Err(e) = super::priority::lower_current_thread(nice) {
+            if let Err(e) = crate::node::priority::lower_current_thread(nice) {
                 tracing::warn!("inference thread priority: {e}");
             }
         }
@@ -72,7 +81,7 @@ pub fn load_policy(cfg: &PolicyConfig) -> Result<(InferenceWorker, ModelInfo), N
             temporal_size: policy.temporal_size(),
         };
         let session = Session::new(policy).map_err(|e| e.to_string())?;
-        Ok((session, info))
+        Ok((wrap(session), info))
     })?;
     tracing::info!(
         "policy loaded in {:.1} s: {:?} head, {} values × {} steps",
@@ -139,7 +148,7 @@ enum Command {
 
 type BoxFut = Pin<Box<dyn Future<Output = ()>>>;
 
-/// Receives the server's events; returns false once nobody listens any more.
+/// Receives the server's events; returns false when the request could not be handed over.
 pub type EventSink = Box<dyn Fn(ActionEvent) -> bool + Send>;
 
 /// Runs the `Execute` action server on its own thread; the control loop talks to it with
@@ -228,8 +237,19 @@ async fn serve(
                         continue;
                     }
                 };
+                let goal = match &msg {
+                    ActionEvent::Goal { id, .. } => Some(*id),
+                    ActionEvent::Cancel { .. } => None,
+                };
                 if !events(msg) {
-                    break;
+                    // The control loop took no request for seconds: refuse rather than leave the
+                    // client waiting for an answer that never comes.
+                    tracing::error!("the control loop is not taking action requests; refusing one");
+                    if let Some(req) = goal.and_then(|id| pending.remove(&id)) {
+                        if let Err(e) = server.reject(req).await {
+                            tracing::warn!("{e}");
+                        }
+                    }
                 }
             }
             cmd = commands.recv() => {

@@ -1,6 +1,7 @@
 //! Unit tests of the navigation core with a scripted stand-in policy.
 use super::*;
-use crate::node::worker::{Inferred, PolicyBackend};
+use crate::node::control::stop::STOP_REPEATS;
+use crate::node::wiring::worker::{Inferred, PolicyBackend};
 use crate::runtime::preprocess::RgbImage;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -40,6 +41,7 @@ fn core(script: Vec<NavAction>) -> NavCore {
         dry_run: false,
         max_decisions: 0,
         preview: false,
+        inference_timeout: Duration::from_secs(5),
     };
     NavCore::new(s, InferenceWorker::spawn(Script(script, 0)).unwrap())
 }
@@ -120,10 +122,17 @@ fn cancel_estop_and_stale_camera_stop_the_base() {
         instruction: "go".into(),
         ..Default::default()
     };
-    let (e1, _) = c.start_goal(spec.clone(), t).unwrap();
-    let (e2, pre) = c.start_goal(spec.clone(), t).unwrap();
-    assert_eq!(pre.unwrap().outcome, ExecuteResult::PREEMPTED);
-    assert!(c.cancel(e1).is_none());
+    let e1 = c.start_goal(spec.clone(), t).unwrap().epoch;
+    let started = c.start_goal(spec.clone(), t).unwrap();
+    let e2 = started.epoch;
+    assert_eq!(started.preempted.unwrap().outcome, ExecuteResult::PREEMPTED);
+    assert_eq!(
+        started.tick.command,
+        Some(Velocity::ZERO),
+        "preemption stops the base at once"
+    );
+    let stale = c.cancel(e1, t);
+    assert!(stale.ended.is_none() && stale.command.is_none());
     // Moving.
     for _ in 0..10 {
         t += PERIOD;
@@ -133,13 +142,16 @@ fn cancel_estop_and_stale_camera_stop_the_base() {
         }
         c.wait_worker(WAIT);
     }
-    c.set_estop(true);
+    // The e-stop stops the base at once, and the zero is repeated on the next steps.
+    assert_eq!(c.set_estop(Some("e-stop"), t).command, Some(Velocity::ZERO));
+    assert!(matches!(c.state(), NodeState::EStopped(r) if r == "e-stop"));
+    for k in 0..STOP_REPEATS {
+        t += PERIOD;
+        assert_eq!(c.tick(t).command, Some(Velocity::ZERO), "repeat {k}");
+    }
     t += PERIOD;
-    assert_eq!(c.tick(t).command, Some(Velocity::ZERO));
-    assert!(matches!(c.state(), NodeState::Holding(r) if r == "emergency stop"));
-    t += PERIOD;
-    assert_eq!(c.tick(t).command, None, "the stop is sent once");
-    c.set_estop(false);
+    assert_eq!(c.tick(t).command, None, "repeated a few times, then quiet");
+    c.set_estop(None, t);
     // Stale camera while planning: still holding, now for the camera.
     t += Duration::from_secs(3);
     assert_eq!(c.tick(t).command, None);
@@ -156,9 +168,11 @@ fn cancel_estop_and_stale_camera_stop_the_base() {
         c.wait_worker(WAIT);
     }
     assert!(moved);
+    // The stale camera continued the hold the e-stop started (released, not yet replanned).
     assert_eq!(c.counters.holds, 1);
-    let end = c.cancel(e2).unwrap();
-    assert_eq!(end.status, GoalOutcome::Canceled);
+    let tick = c.cancel(e2, t);
+    assert_eq!(tick.command, Some(Velocity::ZERO));
+    assert_eq!(tick.ended.unwrap().status, GoalOutcome::Canceled);
     assert_eq!(c.state(), &NodeState::Idle);
     assert!(c.start_goal(GoalSpec::default(), t).unwrap_err().contains("empty"));
 }

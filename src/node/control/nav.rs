@@ -8,14 +8,16 @@ use crate::ros::action::GoalOutcome;
 use crate::ros::msgs::univla_msgs::ExecuteResult;
 use crate::runtime::postprocess::{Action, NavAction};
 
-use super::config::NavProfile;
-use super::core::{
-    camera_stale, check_camera, check_instruction, frame_age, frame_counts, has_new_frame, take_frame, ControlCore,
-    Ended, FrameInbox, FrameTrace, GoalSpec, InFrame, LastInference, NodeState, StepFeedback,
+use crate::node::config::NavProfile;
+use crate::node::control::core::{
+    camera_stale, check_camera, check_instruction, clip, frame_age, frame_counts, has_new_frame, take_frame,
+    ControlCore, Ended, FrameInbox, FrameTrace, GoalSpec, InFrame, LastInference, NodeState, Started, StepFeedback,
+    MESSAGE_TEXT_CHARS,
 };
-use super::diagnostics::Counters;
-use super::input::CameraFrame;
-use super::worker::{InferenceWorker, Job, JobError, JobResult};
+use crate::node::control::stop::Repeater;
+use crate::node::diagnostics::Counters;
+use crate::node::input::CameraFrame;
+use crate::node::wiring::worker::{InferenceWorker, Job, JobError, JobResult};
 
 /// A velocity command: linear x (m/s) and angular z (rad/s).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -70,6 +72,8 @@ pub struct NavSettings {
     pub dry_run: bool,
     pub max_decisions: u32,
     pub preview: bool,
+    /// An inference running longer than this is a fault (zero: no limit).
+    pub inference_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,7 +99,7 @@ struct Goal {
 
 /// What one control step (or reaction) of the base produced: the velocity to publish
 /// (`Some(ZERO)` to stop).
-pub type NavTick = super::core::Tick<Velocity>;
+pub type NavTick = crate::node::control::core::Tick<Velocity>;
 
 /// The navigation controller.
 pub struct NavCore {
@@ -103,7 +107,11 @@ pub struct NavCore {
     worker: InferenceWorker,
     frames: FrameInbox,
     worker_free: Instant,
-    estop: bool,
+    /// Wall time the running inference was submitted.
+    submitted: Option<Instant>,
+    /// The e-stop's reason while engaged.
+    estop: Option<String>,
+    repeats: Repeater<Velocity>,
     goal: Option<Goal>,
     epoch: u64,
     state: NodeState,
@@ -119,7 +127,9 @@ impl NavCore {
             worker,
             frames: FrameInbox::default(),
             worker_free: Instant::now(),
-            estop: false,
+            submitted: None,
+            estop: None,
+            repeats: Repeater::default(),
             goal: None,
             epoch: 0,
             state: NodeState::Idle,
@@ -131,7 +141,7 @@ impl NavCore {
 
     /// A camera frame arrived (the driver's input thread puts into the frame inbox instead).
     pub fn on_image(&mut self, frame: CameraFrame, now: Instant) {
-        super::core::put_frame(&self.frames, frame, now);
+        crate::node::control::core::put_frame(&self.frames, frame, now);
     }
 
     /// The decision taken since the last call, if any.
@@ -139,10 +149,43 @@ impl NavCore {
         self.last_decision.take()
     }
 
+    /// Zero velocity now, repeated on the next steps.
+    fn stop(&mut self, tick: &mut NavTick) {
+        self.repeats.arm(Velocity::ZERO);
+        tick.command = Some(Velocity::ZERO);
+    }
+
+    /// A fault inside the node: abort the goal, stop the base, ERROR until the next goal.
+    fn fault(&mut self, reason: String, tick: &mut NavTick) {
+        self.counters.fault = Some(reason.clone());
+        tick.ended = self.end(GoalOutcome::Aborted, ExecuteResult::ABORTED, &reason);
+        self.stop(tick);
+    }
+
+    /// Why the worker cannot run a goal (stopped, or stuck in an inference), if it cannot.
+    fn worker_fault(&self) -> Option<String> {
+        if self.worker.is_dead() {
+            return Some("the inference worker has stopped".into());
+        }
+        let limit = self.s.inference_timeout;
+        let busy = self.submitted.filter(|_| self.worker.is_busy())?.elapsed();
+        (!limit.is_zero() && busy > limit).then(|| {
+            format!(
+                "inference stalled: running for {:.1} s (inference_timeout_s {:.1})",
+                busy.as_secs_f64(),
+                limit.as_secs_f64()
+            )
+        })
+    }
+
     fn end(&mut self, status: GoalOutcome, outcome: u8, reason: &str) -> Option<Ended> {
         let g = self.goal.take()?;
-        self.state = NodeState::Idle;
+        self.state = match &self.estop {
+            Some(r) => NodeState::EStopped(r.clone()),
+            None => NodeState::Idle,
+        };
         if status == GoalOutcome::Aborted {
+            tracing::warn!("aborting goal {}: {reason}", g.epoch);
             self.counters.last_error = reason.to_string();
         }
         Some(Ended {
@@ -155,6 +198,7 @@ impl NavCore {
     }
 
     fn hold(&mut self, reason: String, now: Instant, tick: &mut NavTick) {
+        let reason = clip(&reason, MESSAGE_TEXT_CHARS).into_owned();
         if let Some(g) = self.goal.as_mut() {
             // Motion is abandoned; re-plan from a frame taken after the hold.
             g.phase = Phase::Planning { after: now };
@@ -162,7 +206,7 @@ impl NavCore {
         if self.state != NodeState::Holding(reason.clone()) {
             if !matches!(self.state, NodeState::Holding(_)) {
                 self.counters.holds += 1;
-                tick.command = Some(Velocity::ZERO);
+                self.stop(tick);
             }
             tracing::warn!("holding: {reason}");
             self.counters.last_error = reason.clone();
@@ -181,6 +225,7 @@ impl NavCore {
     fn poll(&mut self) -> Option<JobResult> {
         let r = self.worker.poll()?;
         self.worker_free = Instant::now();
+        self.submitted = None;
         Some(r).filter(|r| Some(r.epoch) == self.goal_epoch())
     }
 
@@ -192,12 +237,7 @@ impl NavCore {
                 self.last
                     .note(res.latency, inf.latent_ids, inf.preview, &mut self.counters, tick);
                 let Action::Nav(action) = inf.action else {
-                    tick.ended = self.end(
-                        GoalOutcome::Aborted,
-                        ExecuteResult::ABORTED,
-                        "the head is not an R2R head",
-                    );
-                    tick.command = Some(Velocity::ZERO);
+                    self.fault("the head is not an R2R head".into(), tick);
                     return;
                 };
                 tick.trace = Some(trace);
@@ -209,12 +249,7 @@ impl NavCore {
             }
             Err(JobError::Inference(e)) => {
                 self.counters.inference_errors += 1;
-                tick.ended = self.end(
-                    GoalOutcome::Aborted,
-                    ExecuteResult::ABORTED,
-                    &format!("inference failed: {e}"),
-                );
-                tick.command = Some(Velocity::ZERO);
+                self.fault(format!("inference failed: {e}"), tick);
             }
         }
     }
@@ -240,7 +275,9 @@ impl NavCore {
             received,
             worker_wait: self.worker_free.saturating_duration_since(received),
         };
-        self.worker.submit(job);
+        if self.worker.submit(job) {
+            self.submitted = Some(Instant::now());
+        }
     }
 
     fn feedback(&self, v: Velocity) -> Option<StepFeedback> {
@@ -267,11 +304,12 @@ impl NavCore {
                     ExecuteResult::SUCCEEDED,
                     "the policy chose STOP",
                 );
-                tick.command = Some(Velocity::ZERO);
+                self.stop(tick);
             }
             Some((v, d)) => {
                 g.phase = Phase::Moving { v, until: now + d };
                 self.state = NodeState::Running;
+                self.repeats.clear();
                 tick.command = Some(v);
                 tick.feedback = self.feedback(v);
                 if limit > 0 && decisions >= limit {
@@ -281,7 +319,7 @@ impl NavCore {
                         ExecuteResult::STEP_LIMIT,
                         &format!("decision limit of {limit} reached"),
                     );
-                    tick.command = Some(Velocity::ZERO);
+                    self.stop(tick);
                 }
             }
         }
@@ -317,22 +355,30 @@ impl ControlCore for NavCore {
         self.goal.as_ref().map(|g| g.instruction.as_str())
     }
 
-    fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String> {
+    fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<Started<Velocity>, String> {
         let check = || -> Result<(), String> {
             check_instruction(&spec.instruction, self.s.max_instruction_chars)?;
             if !matches!(spec.mode.as_str(), "" | "ensemble") {
-                return Err(format!("mode '{}' is not supported by the navigation node", spec.mode));
+                return Err(format!(
+                    "mode '{}' is not supported by the navigation node",
+                    clip(&spec.mode, MESSAGE_TEXT_CHARS)
+                ));
             }
-            if self.estop {
-                return Err("emergency stop is engaged".into());
+            if let Some(r) = &self.estop {
+                return Err(format!("emergency stop is engaged ({r})"));
             }
-            check_camera(&self.frames, now, self.s.image_timeout)
+            if let Some(e) = self.worker_fault() {
+                return Err(e);
+            }
+            check_camera(&self.frames, now, self.s.image_timeout)?;
+            camera_stale(&self.frames, now, self.s.image_timeout).map_or(Ok(()), Err)
         };
         if let Err(e) = check() {
             self.counters.goals_rejected += 1;
             self.counters.last_error = format!("goal rejected: {e}");
             return Err(e);
         }
+        let mut tick = self.new_tick();
         let preempted = self.goal.take().map(|g| Ended {
             epoch: g.epoch,
             status: GoalOutcome::Aborted,
@@ -340,6 +386,11 @@ impl ControlCore for NavCore {
             steps: g.decisions,
             reason: "preempted by a new goal".into(),
         });
+        if preempted.is_some() {
+            // The old motion must not run on through the new goal's first inference.
+            self.stop(&mut tick);
+        }
+        self.counters.fault = None;
         self.epoch += 1;
         let limit = match (spec.max_steps, self.s.max_decisions) {
             (0, m) => m,
@@ -359,30 +410,54 @@ impl ControlCore for NavCore {
         });
         self.counters.goals_accepted += 1;
         self.state = NodeState::Running;
-        Ok((self.epoch, preempted))
+        Ok(Started {
+            epoch: self.epoch,
+            preempted,
+            tick,
+        })
     }
 
-    /// Cancels goal `epoch`; the caller publishes a zero velocity at once.
-    fn cancel(&mut self, epoch: u64) -> Option<Ended> {
-        if self.goal_epoch() != Some(epoch) {
-            return None;
+    /// Cancels goal `epoch`: it ends and the base stops.
+    fn cancel(&mut self, epoch: u64, _now: Instant) -> NavTick {
+        let mut tick = self.new_tick();
+        if self.goal_epoch() == Some(epoch) {
+            tick.ended = self.end(GoalOutcome::Canceled, ExecuteResult::CANCELED, "canceled");
+            self.stop(&mut tick);
         }
-        self.end(GoalOutcome::Canceled, ExecuteResult::CANCELED, "canceled")
+        tick
     }
 
-    fn hold_command(&self, _now: Instant) -> Velocity {
-        Velocity::ZERO
+    fn stop_command(&mut self, _now: Instant) -> Option<Velocity> {
+        Some(Velocity::ZERO)
     }
 
     fn frame_inbox(&self) -> FrameInbox {
         std::sync::Arc::clone(&self.frames)
     }
 
-    fn set_estop(&mut self, engaged: bool) {
-        if engaged != self.estop {
-            tracing::warn!("emergency stop {}", if engaged { "engaged" } else { "released" });
+    /// Engaged: the base stops at once and a running goal waits; released: it plans again.
+    fn set_estop(&mut self, engaged: Option<&str>, now: Instant) -> NavTick {
+        let mut tick = self.new_tick();
+        match (engaged, self.estop.is_some()) {
+            (Some(r), false) => {
+                tracing::warn!("emergency stop engaged: {r}");
+                self.counters.holds += 1;
+                self.counters.last_error = r.to_string();
+                self.stop(&mut tick);
+                if let Some(g) = self.goal.as_mut() {
+                    g.phase = Phase::Planning { after: now };
+                }
+            }
+            (None, true) => tracing::warn!("emergency stop released"),
+            _ => {}
         }
-        self.estop = engaged;
+        self.estop = engaged.map(str::to_string);
+        self.state = match (&self.estop, &self.goal) {
+            (Some(r), _) => NodeState::EStopped(r.clone()),
+            (None, Some(_)) => NodeState::Holding("emergency stop released".into()),
+            (None, None) => NodeState::Idle,
+        };
+        tick
     }
 
     fn set_result_notifier(&mut self, notify: Box<dyn Fn() + Send>) {
@@ -396,16 +471,19 @@ impl ControlCore for NavCore {
         (self.counters.frames_received, self.counters.frames_dropped) = frame_counts(&self.frames);
         let result = self.poll();
         let Some(goal) = self.goal.as_ref() else {
-            self.state = NodeState::Idle;
+            if self.estop.is_none() {
+                self.state = NodeState::Idle;
+            }
+            tick.command = self.repeats.next(now);
             return tick;
         };
         if goal.deadline.is_some_and(|d| now >= d) {
             tick.ended = self.end(GoalOutcome::Succeeded, ExecuteResult::TIME_LIMIT, "time limit reached");
-            tick.command = Some(Velocity::ZERO);
+            self.stop(&mut tick);
             return tick;
         }
-        if self.estop {
-            self.hold("emergency stop".into(), now, &mut tick);
+        if self.estop.is_some() {
+            tick.command = self.repeats.next(now);
             return tick;
         }
         let phase = goal.phase;
@@ -426,14 +504,20 @@ impl ControlCore for NavCore {
                 tick.feedback = self.feedback(v);
             }
             Phase::Moving { .. } => {
-                tick.command = Some(Velocity::ZERO);
+                self.stop(&mut tick);
                 if let Some(g) = self.goal.as_mut() {
                     g.phase = Phase::Planning {
                         after: now + self.s.profile.settle,
                     };
                 }
             }
-            Phase::Planning { .. } => self.plan(now),
+            Phase::Planning { .. } => {
+                if let NodeState::Holding(_) = self.state {
+                    self.state = NodeState::Running;
+                }
+                self.plan(now);
+                tick.command = self.repeats.next(now);
+            }
         }
         tick
     }
@@ -444,7 +528,7 @@ impl ControlCore for NavCore {
         let mut tick = self.new_tick();
         let Some(goal) = self.goal.as_ref() else { return tick };
         let planning = matches!(goal.phase, Phase::Planning { .. });
-        if self.estop || (planning && camera_stale(&self.frames, now, self.s.image_timeout).is_some()) {
+        if self.estop.is_some() || (planning && camera_stale(&self.frames, now, self.s.image_timeout).is_some()) {
             return tick; // the next step holds
         }
         if goal.deadline.is_some_and(|d| now >= d) {
@@ -454,6 +538,23 @@ impl ControlCore for NavCore {
             self.use_result(res, now, &mut tick);
         }
         self.plan(now);
+        tick
+    }
+
+    /// A stalled or stopped worker is a fault; a camera that goes quiet while planning (on either
+    /// clock) holds at once.
+    fn supervise(&mut self, now: Instant) -> NavTick {
+        let mut tick = self.new_tick();
+        let Some(goal) = self.goal.as_ref() else { return tick };
+        let planning = matches!(goal.phase, Phase::Planning { .. });
+        if let Some(e) = self.worker_fault() {
+            self.counters.inference_errors += 1;
+            self.fault(e, &mut tick);
+        } else if planning && self.estop.is_none() {
+            if let Some(r) = camera_stale(&self.frames, now, self.s.image_timeout) {
+                self.hold(r, now, &mut tick);
+            }
+        }
         tick
     }
 }

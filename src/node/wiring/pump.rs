@@ -1,39 +1,25 @@
 //! The input thread: takes camera frames, joint states, e-stop and instruction messages from the
 //! transport as they arrive and hands them to the control loop at once. Frames go into the latest-
-//! frame inbox (an unused older frame is dropped, never queued); everything else is a small event.
+//! frame inbox (an unused older frame is dropped, never queued); everything else goes through the
+//! bounded [`EventQueue`], where the e-stop has a place of its own that nothing can crowd out.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::mpsc::Sender;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::ros::msgs::sensor_msgs::{CompressedImage, Image, JointState};
 use crate::ros::msgs::std_msgs::{Bool, StringMsg};
 use crate::ros::msgs::RosMessage;
 use crate::ros::RosSubscription;
 
-use super::core::{put_frame, FrameInbox};
-use super::error::NodeError;
-use super::input::CameraFrame;
-use super::ros_io::ActionEvent;
-use super::timebase::ControlClock;
+use crate::node::control::core::{put_frame, FrameInbox};
+use crate::node::control::timebase::ControlClock;
+use crate::node::error::NodeError;
+use crate::node::input::CameraFrame;
+use crate::node::wiring::events::EventQueue;
 
 /// Every how many receive errors of one subscription a warning is logged (the first always is).
 const ERROR_LOG_EVERY: u64 = 100;
-
-/// What wakes the control loop.
-#[derive(Debug)]
-pub enum Event {
-    /// A camera frame is in the inbox; `transport` is its header stamp → arrival (wall clock).
-    Frame {
-        transport: Option<Duration>,
-    },
-    Joints(JointState, std::time::Instant),
-    Estop(bool),
-    Instruction(String),
-    Action(ActionEvent),
-    /// The inference worker has a result.
-    Inferred,
-}
 
 /// Camera input (raw or compressed).
 pub enum CameraSub {
@@ -45,7 +31,8 @@ pub enum CameraSub {
 pub struct Inputs {
     pub camera: CameraSub,
     pub joints: Option<RosSubscription<JointState>>,
-    pub estop: RosSubscription<Bool>,
+    /// The e-stop topic, read by more than one reader (see [`crate::node::wiring::driver::NodeIo`]).
+    pub estop: Vec<RosSubscription<Bool>>,
     pub instruction: Option<RosSubscription<StringMsg>>,
 }
 
@@ -65,24 +52,13 @@ pub fn transport_latency(f: &CameraFrame) -> Option<Duration> {
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Receives from `sub` until the control loop has gone; `f` turns a message into an event (or
-/// handles it itself and returns None).
-fn serve<T: RosMessage + 'static>(
-    sub: RosSubscription<T>,
-    tx: Sender<Event>,
-    mut f: impl FnMut(T) -> Option<Event> + Send + 'static,
-) -> Task {
+/// Receives from `sub` for the life of the process; `f` hands each message over.
+fn serve<T: RosMessage + 'static>(sub: RosSubscription<T>, mut f: impl FnMut(T) + Send + 'static) -> Task {
     Box::pin(async move {
         let mut errors = 0u64;
         loop {
             match sub.recv().await {
-                Ok(m) => {
-                    if let Some(ev) = f(m) {
-                        if tx.send(ev).is_err() {
-                            break;
-                        }
-                    }
-                }
+                Ok(m) => f(m),
                 Err(e) => {
                     if errors.is_multiple_of(ERROR_LOG_EVERY) {
                         tracing::warn!("{} ({} receive errors so far)", e, errors + 1);
@@ -94,46 +70,62 @@ fn serve<T: RosMessage + 'static>(
     })
 }
 
-/// Starts the input thread.
-/// `realtime` > 0 runs it under SCHED_FIFO at that priority.
+/// Runs `tasks` on a thread of its own (SCHED_FIFO at `realtime` when > 0).
+fn spawn_thread(name: &str, tasks: Vec<Task>, realtime: i32) -> Result<(), NodeError> {
+    let label = name.to_string();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if realtime > 0 {
+                if let Err(e) = crate::node::priority::realtime_current_thread(realtime) {
+                    tracing::warn!("{label}: {e}");
+                }
+            }
+            futures::executor::block_on(futures::future::join_all(tasks))
+        })
+        .map(|_| ())
+        .map_err(|e| NodeError::Thread(format!("{name}: {e}")))
+}
+
+/// Starts the input thread, and the e-stop's own thread (an e-stop is never read behind a camera
+/// frame being deserialised). `realtime` > 0 runs both under SCHED_FIFO at that priority.
 pub fn start(
     inputs: Inputs,
     inbox: FrameInbox,
-    tx: Sender<Event>,
+    queue: Arc<EventQueue>,
     clock: ControlClock,
     realtime: i32,
 ) -> Result<(), NodeError> {
     let sim = clock.is_simulated();
     let mut tasks: Vec<Task> = Vec::new();
     let frame_clock = clock.clone();
+    let q = Arc::clone(&queue);
     let frame = move |f: CameraFrame| {
         // Header stamps are comparable with the system clock only when both are wall time.
         let transport = if sim { None } else { transport_latency(&f) };
         put_frame(&inbox, f, frame_clock.now());
-        Some(Event::Frame { transport })
+        q.frame(transport);
     };
     match inputs.camera {
-        CameraSub::Raw(s) => tasks.push(serve(s, tx.clone(), move |m| frame(CameraFrame::Raw(m)))),
-        CameraSub::Compressed(s) => tasks.push(serve(s, tx.clone(), move |m| frame(CameraFrame::Compressed(m)))),
+        CameraSub::Raw(s) => tasks.push(serve(s, move |m| frame(CameraFrame::Raw(m)))),
+        CameraSub::Compressed(s) => tasks.push(serve(s, move |m| frame(CameraFrame::Compressed(m)))),
     }
     if let Some(s) = inputs.joints {
-        let clock = clock.clone();
-        tasks.push(serve(s, tx.clone(), move |js| Some(Event::Joints(js, clock.now()))));
+        let (clock, q) = (clock.clone(), Arc::clone(&queue));
+        tasks.push(serve(s, move |js| q.joints(js, clock.now())));
     }
-    tasks.push(serve(inputs.estop, tx.clone(), |b: Bool| Some(Event::Estop(b.data))));
-    if let Some(s) = inputs.instruction {
-        tasks.push(serve(s, tx, |m: StringMsg| Some(Event::Instruction(m.data))));
-    }
-    std::thread::Builder::new()
-        .name("univla-input".into())
-        .spawn(move || {
-            if realtime > 0 {
-                if let Err(e) = super::priority::realtime_current_thread(realtime) {
-                    tracing::warn!("input thread: {e}");
-                }
-            }
-            futures::executor::block_on(futures::future::join_all(tasks))
+    let estop: Vec<Task> = inputs
+        .estop
+        .into_iter()
+        .map(|s| {
+            let q = Arc::clone(&queue);
+            serve(s, move |b: Bool| q.estop(b.data, Instant::now()))
         })
-        .map(|_| ())
-        .map_err(|e| NodeError::Thread(format!("univla-input: {e}")))
+        .collect();
+    if let Some(s) = inputs.instruction {
+        let q = Arc::clone(&queue);
+        tasks.push(serve(s, move |m: StringMsg| q.instruction(m.data)));
+    }
+    spawn_thread("univla-estop", estop, realtime)?;
+    spawn_thread("univla-input", tasks, realtime)
 }

@@ -10,8 +10,8 @@ use crate::runtime::postprocess::Action;
 use crate::runtime::preprocess::RgbImage;
 use crate::runtime::session::Session;
 
-use super::error::NodeError;
-use super::input::CameraFrame;
+use crate::node::error::NodeError;
+use crate::node::input::CameraFrame;
 
 /// What one inference produced.
 #[derive(Clone, Debug)]
@@ -111,6 +111,16 @@ pub struct JobResult {
     pub result: Result<Inferred, JobError>,
 }
 
+/// The message of a caught panic.
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    let s = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    crate::node::control::core::clip(&s, crate::node::control::core::MESSAGE_TEXT_CHARS).into_owned()
+}
+
 /// Called on the worker thread after each result (wakes the control loop).
 type Notifier = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
 
@@ -120,6 +130,8 @@ pub struct InferenceWorker {
     rx: Receiver<JobResult>,
     ready: Option<JobResult>,
     busy: bool,
+    /// The worker thread has gone (it cannot run jobs any more).
+    dead: bool,
     notify: Notifier,
     handle: Option<JoinHandle<()>>,
 }
@@ -173,11 +185,20 @@ impl InferenceWorker {
                         Err(e) => Err(JobError::BadInput(e)),
                         Ok(img) => {
                             let start = Instant::now();
-                            let r = backend
-                                .infer(&img, job.proprio.as_deref(), job.preview)
-                                .map_err(JobError::Inference);
+                            // A panic in the model (libtorch errors surface as panics in tch) is a
+                            // failed inference: the goal is aborted, the thread lives on, and the
+                            // next job resets the session.
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                backend.infer(&img, job.proprio.as_deref(), job.preview)
+                            }));
                             model = start.elapsed();
-                            r
+                            match r {
+                                Ok(r) => r.map_err(JobError::Inference),
+                                Err(p) => {
+                                    epoch = None;
+                                    Err(JobError::Inference(format!("the model panicked: {}", panic_text(&p))))
+                                }
+                            }
                         }
                     };
                     let done = JobResult {
@@ -217,6 +238,7 @@ impl InferenceWorker {
                 rx,
                 ready: None,
                 busy: false,
+                dead: false,
                 notify,
                 handle: Some(handle),
             },
@@ -229,6 +251,11 @@ impl InferenceWorker {
         if let Ok(mut n) = self.notify.lock() {
             *n = Some(f);
         }
+    }
+
+    /// True once the worker thread has stopped (no job will ever finish).
+    pub fn is_dead(&self) -> bool {
+        self.dead || self.handle.as_ref().is_some_and(|h| h.is_finished())
     }
 
     /// True while a job runs.
@@ -264,6 +291,7 @@ impl InferenceWorker {
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Disconnected) => {
                 self.busy = false;
+                self.dead = true;
                 None
             }
         }

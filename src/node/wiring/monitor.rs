@@ -108,7 +108,7 @@ pub fn latent_msg(header: &Header, ids: &[i64]) -> LatentActions {
     LatentActions {
         header: header.clone(),
         ids: ids.iter().map(|&i| i32::try_from(i).unwrap_or(-1)).collect(),
-        tokens: super::ros_io::latent_text(ids),
+        tokens: crate::node::wiring::ros_io::latent_text(ids),
     }
 }
 

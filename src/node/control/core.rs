@@ -1,5 +1,5 @@
 //! What the arm and navigation controllers share: goal and step types, and the [`ControlCore`]
-//! interface the control-loop driver ([`super::driver`]) runs them through.
+//! interface the control-loop driver ([`crate::node::wiring::driver`]) runs them through.
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -7,10 +7,10 @@ use crate::ros::action::GoalOutcome;
 use crate::ros::msgs::sensor_msgs::JointState;
 use crate::runtime::preprocess::RgbImage;
 
-use super::diagnostics::Counters;
-use super::input::CameraFrame;
-use super::slot::LatestSlot;
-use super::worker::{JobMarks, JobResult};
+use crate::node::diagnostics::Counters;
+use crate::node::input::CameraFrame;
+use crate::node::slot::LatestSlot;
+use crate::node::wiring::worker::{JobMarks, JobResult};
 
 /// What the node is doing.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +19,8 @@ pub enum NodeState {
     Running,
     /// Running a goal but holding the robot, with the reason.
     Holding(String),
+    /// The e-stop (or the dead-man timeout) holds the robot and refuses goals; the reason says which.
+    EStopped(String),
 }
 
 impl NodeState {
@@ -26,9 +28,66 @@ impl NodeState {
         match self {
             NodeState::Idle => "idle".into(),
             NodeState::Running => "running".into(),
-            NodeState::Holding(r) => format!("holding: {r}"),
+            NodeState::Holding(r) | NodeState::EStopped(r) => format!("holding: {r}"),
         }
     }
+
+    /// True while the robot is held (a hold condition or the e-stop).
+    pub fn is_holding(&self) -> bool {
+        matches!(self, NodeState::Holding(_) | NodeState::EStopped(_))
+    }
+}
+
+/// Longest text taken from a message into a log line, a hold reason or a goal result.
+pub const MESSAGE_TEXT_CHARS: usize = 200;
+
+/// `s` cut to at most `max` characters (with the number cut), for logs of message-derived text:
+/// a 10 MB instruction or a joint name list of 10⁶ entries costs one short line.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(s),
+        Some((cut, _)) => {
+            let rest = s[cut..].chars().count();
+            std::borrow::Cow::Owned(format!("{}… ({rest} more characters)", &s[..cut]))
+        }
+    }
+}
+
+/// Lets a repeated warning through at most once per `every`, counting what it held back.
+#[derive(Clone, Debug)]
+pub struct Throttle {
+    every: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    pub const fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` when a warning may be logged now (`n` were held back since the last one).
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|t| now.saturating_duration_since(t) < self.every) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// A goal that started: its epoch, the goal it preempted, and what to send now (the stop of the
+/// preempted motion).
+#[derive(Debug)]
+pub struct Started<C> {
+    pub epoch: u64,
+    pub preempted: Option<Ended>,
+    pub tick: Tick<C>,
 }
 
 /// A goal as the cores see it.
@@ -83,9 +142,6 @@ pub struct FrameTrace {
     pub collected: Instant,
 }
 
-/// Names of [`FrameTrace::parts`], in order.
-pub const OVERHEAD_PARTS: [&str; 5] = ["handoff", "worker_wake", "decode", "result_wake", "publish"];
-
 impl FrameTrace {
     /// The trace of `r`, taken by the control loop at `collected`.
     pub fn of(r: &JobResult, collected: Instant) -> Self {
@@ -103,7 +159,7 @@ impl FrameTrace {
             .saturating_sub(j.worker_wait)
     }
 
-    /// The overhead's parts ([`OVERHEAD_PARTS`]): arrival → submission (less the wait for a busy
+    /// The overhead's parts ([`crate::node::diagnostics::OVERHEAD_PARTS`]): arrival → submission (less the wait for a busy
     /// worker), submission → pick-up, decoding, model end → taken by the loop, taken → sent.
     pub fn parts(&self, sent: Instant) -> [Duration; 5] {
         let d = |a: Instant, b: Instant| b.saturating_duration_since(a);
@@ -180,10 +236,12 @@ impl LastInference {
 ///
 /// `tick` runs once per control period; `react` runs whenever an input or an inference result
 /// arrives in between, so a new frame reaches the model and a new chunk reaches the robot without
-/// waiting for the next period.
+/// waiting for the next period; `supervise` runs on every wake-up of the loop (at least every
+/// 50 ms of wall time, whatever `/clock` does) and enters a hold the moment a condition appears.
+/// Every call that stops the robot returns the stop in its [`Tick`].
 pub trait ControlCore {
     /// What the actuators receive.
-    type Command;
+    type Command: Clone;
 
     fn counters(&self) -> &Counters;
     fn counters_mut(&mut self) -> &mut Counters;
@@ -192,25 +250,28 @@ pub trait ControlCore {
     fn goal_epoch(&self) -> Option<u64>;
     /// Instruction of the running goal.
     fn running_instruction(&self) -> Option<&str>;
-    /// Starts a goal (preempting the running one, which is returned as ended) or says why not.
-    fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<(u64, Option<Ended>), String>;
-    /// Cancels goal `epoch`; the caller sends [`Self::hold_command`] at once.
-    fn cancel(&mut self, epoch: u64) -> Option<Ended>;
-    /// The command that stops the robot where it is.
-    fn hold_command(&self, now: Instant) -> Self::Command;
+    /// Starts a goal (preempting the running one, whose motion is stopped) or says why not.
+    fn start_goal(&mut self, spec: GoalSpec, now: Instant) -> Result<Started<Self::Command>, String>;
+    /// Cancels goal `epoch`: the tick carries its end and the stop (nothing if it is not running).
+    fn cancel(&mut self, epoch: u64, now: Instant) -> Tick<Self::Command>;
+    /// The stop for shutdown: what holds the robot where it is now (`None`: nothing to send).
+    fn stop_command(&mut self, now: Instant) -> Option<Self::Command>;
     /// Where the input thread puts camera frames.
     fn frame_inbox(&self) -> FrameInbox;
     /// A joint state arrived; malformed ones are reported (default: ignored).
     fn on_joint_state(&mut self, _js: &JointState, _now: Instant) -> Result<(), String> {
         Ok(())
     }
-    fn set_estop(&mut self, engaged: bool);
+    /// The e-stop was engaged (with the reason: the topic or the dead-man timeout) or released.
+    fn set_estop(&mut self, engaged: Option<&str>, now: Instant) -> Tick<Self::Command>;
     /// Calls `notify` (from the worker thread) whenever an inference result is ready.
     fn set_result_notifier(&mut self, notify: Box<dyn Fn() + Send>);
     /// One control period at `now`.
     fn tick(&mut self, now: Instant) -> Tick<Self::Command>;
     /// Between periods: start inference on a new frame, use a finished one.
     fn react(&mut self, now: Instant) -> Tick<Self::Command>;
+    /// Hold conditions checked on every wake-up (wall-clock input watchdogs, inference deadline).
+    fn supervise(&mut self, now: Instant) -> Tick<Self::Command>;
 }
 
 fn lock(inbox: &FrameInbox) -> std::sync::MutexGuard<'_, LatestSlot<InFrame>> {
@@ -275,9 +336,19 @@ pub fn check_camera(inbox: &FrameInbox, now: Instant, timeout: Duration) -> Resu
     }
 }
 
-/// The hold reason when the camera went quiet while running.
+/// The hold reason when the camera went quiet while running: no image within `timeout` on the
+/// control clock, or on the wall clock (so a stalled `/clock` cannot hide a dead camera).
 pub fn camera_stale(inbox: &FrameInbox, now: Instant, timeout: Duration) -> Option<String> {
-    frame_age(inbox, now)
-        .filter(|a| *a > timeout)
-        .map(|a| format!("camera stale ({:.2} s without an image)", a.as_secs_f64()))
+    let (age, wall) = {
+        let slot = lock(inbox);
+        (slot.age(now), slot.wall_age())
+    };
+    // The reason names the timeout, not the age: it stays the same while the hold lasts (one log
+    // line per hold, not one per wake-up).
+    let t = timeout.as_secs_f64();
+    if age.is_some_and(|a| a > timeout) {
+        return Some(format!("camera stale (no image within {t:.2} s)"));
+    }
+    wall.filter(|a| *a > timeout)
+        .map(|_| format!("camera stale (no image within {t:.2} s of wall time)"))
 }

@@ -12,13 +12,15 @@ use crate::ros::msgs::trajectory_msgs::{JointTrajectory, JointTrajectoryPoint};
 use crate::ros::msgs::visualization_msgs::MarkerArray;
 use crate::ros::{Qos, RosArgs, RosContext, RosNode, RosPublisher};
 
-use super::arm::{ArmCommand, ArmCore, ArmKind, ArmSettings};
-use super::config::{ArmConfig, ArmOutput, FkPath};
-use super::driver::{self, publish, Actuator, NodeIo};
-use super::error::NodeError;
-use super::fjt::TrajectoryActionSender;
-use super::monitor;
-use super::ros_io::{self, Float64};
+use crate::node::config::{ArmConfig, ArmOutput, FkPath, PolicyConfig};
+use crate::node::control::arm::{ArmCommand, ArmCore, ArmKind, ArmSettings};
+use crate::node::control::stop::hold_settle;
+use crate::node::error::NodeError;
+use crate::node::wiring::driver::{self, publish, Actuator, NodeIo};
+use crate::node::wiring::fjt::TrajectoryActionSender;
+use crate::node::wiring::monitor;
+use crate::node::wiring::ros_io::{self, Float64, ModelInfo};
+use crate::node::wiring::worker::InferenceWorker;
 
 /// One long-lived value per node, so the size difference of the variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -59,6 +61,21 @@ fn trajectory(header: &Header, names: &[String], points: &[Vec<f64>], period: Du
                 ..Default::default()
             })
             .collect(),
+    }
+}
+
+/// The stop of a joint-space arm (see [`crate::node::control::stop`]): one point at `positions`,
+/// reached [`hold_settle`] after the stamp (now), no velocities. Every `joint_trajectory_controller`
+/// release executes it; an empty trajectory is rejected by current ones.
+fn hold_trajectory(header: &Header, names: &[String], positions: &[f64], period: Duration) -> JointTrajectory {
+    JointTrajectory {
+        header: header.clone(),
+        joint_names: names.to_vec(),
+        points: vec![JointTrajectoryPoint {
+            positions: positions.to_vec(),
+            time_from_start: ros_duration(hold_settle(period)),
+            ..Default::default()
+        }],
     }
 }
 
@@ -104,9 +121,7 @@ impl Actuator<ArmCommand> for Outputs {
                 ArmCommand::Hold(positions),
             ) => {
                 if actuate {
-                    // Holding: the measured positions, or an empty trajectory (the controller stops).
-                    let points: Vec<Vec<f64>> = positions.iter().cloned().collect();
-                    let t = trajectory(header, names, &points, period);
+                    let t = hold_trajectory(header, names, positions, period);
                     match action {
                         Some(a) => a.hold(t),
                         None => publish(topic, t),
@@ -143,8 +158,6 @@ impl Actuator<ArmCommand> for Outputs {
                     publish(gripper, Float64 { data: target.gripper });
                 }
             }
-            // A pose arm holds by not sending new targets (the last target stays).
-            (Actuators::Pose { .. }, ArmCommand::Hold(_)) => {}
             (_, other) => tracing::error!("command {other:?} does not fit the configured output"),
         }
     }
@@ -183,15 +196,25 @@ fn settings(cfg: &ArmConfig, info: &ros_io::ModelInfo) -> ArmSettings {
         action_dim: info.action_dim,
         default_ensemble: info.temporal_size,
         preview: c.publish_monitoring,
+        inference_timeout: c.inference_timeout,
     }
 }
 
 /// Runs `univla_arm` until SIGINT/SIGTERM or until `shutdown` is set.
 pub fn run_arm(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> {
+    run_arm_with(args, shutdown, ros_io::load_policy)
+}
+
+/// [`run_arm`] with the policy loaded by `load` (tests wrap the real session to inject faults).
+pub fn run_arm_with(
+    args: &RosArgs,
+    shutdown: Arc<AtomicBool>,
+    load: impl FnOnce(&PolicyConfig) -> Result<(InferenceWorker, ModelInfo), NodeError>,
+) -> Result<(), NodeError> {
     // Names and parameters are checked before any weight is loaded or socket opened.
     let identity = args.resolve_node(ArmConfig::NODE_NAME, "/")?;
     let cfg = ArmConfig::from_params(&identity.params)?;
-    let (worker, info) = ros_io::load_policy(&cfg.common.policy)?;
+    let (worker, info) = load(&cfg.common.policy)?;
     cfg.check_model(info.action_dim, info.needs_proprio, info.preset)?;
     let core = ArmCore::new(settings(&cfg, &info), info.post.clone(), worker);
 
@@ -229,10 +252,25 @@ pub fn run_arm(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
         markers: node.create_publisher("~/chunk_markers", Qos::default_profile())?,
         period: c.period(),
     };
+    let output = match (&out.actuators, &cfg.output) {
+        (
+            Actuators::Joints { action: Some(_), .. },
+            ArmOutput::Joints {
+                follow_action: Some(a), ..
+            },
+        ) => format!(
+            "FollowJointTrajectory goals to {}",
+            node.resolve(a).unwrap_or_else(|_| a.clone())
+        ),
+        (Actuators::Joints { topic, .. }, _) => format!("trajectories on {}", topic.topic()),
+        (Actuators::Pose { pose, gripper }, _) => {
+            format!("pose targets on {}, gripper on {}", pose.topic(), gripper.topic())
+        }
+    };
     tracing::info!(
-        "{} ready: camera {}, action {}/execute, {} Hz{}",
+        "{} ready: {}, {output}, action {}/execute, {} Hz{}",
         node.fqn(),
-        c.image_topic,
+        io.describe(),
         node.fqn(),
         c.control_rate_hz,
         if c.dry_run {

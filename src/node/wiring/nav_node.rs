@@ -8,11 +8,12 @@ use crate::ros::msgs::std_msgs::Header;
 use crate::ros::{Qos, RosArgs, RosContext, RosNode, RosPublisher};
 use crate::runtime::postprocess::Preset;
 
-use super::config::NavConfig;
-use super::driver::{self, publish, Actuator, NodeIo};
-use super::error::NodeError;
-use super::nav::{NavCore, NavSettings, Velocity};
-use super::ros_io;
+use crate::node::config::{NavConfig, PolicyConfig};
+use crate::node::control::nav::{NavCore, NavSettings, Velocity};
+use crate::node::error::NodeError;
+use crate::node::wiring::driver::{self, publish, Actuator, NodeIo};
+use crate::node::wiring::ros_io::{self, ModelInfo};
+use crate::node::wiring::worker::InferenceWorker;
 
 /// The velocity output (plain or stamped).
 pub enum CmdVel {
@@ -51,9 +52,18 @@ impl Actuator<Velocity> for CmdVel {
 
 /// Runs `univla_nav` until SIGINT/SIGTERM or until `shutdown` is set.
 pub fn run_nav(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeError> {
+    run_nav_with(args, shutdown, ros_io::load_policy)
+}
+
+/// [`run_nav`] with the policy loaded by `load` (tests wrap the real session to inject faults).
+pub fn run_nav_with(
+    args: &RosArgs,
+    shutdown: Arc<AtomicBool>,
+    load: impl FnOnce(&PolicyConfig) -> Result<(InferenceWorker, ModelInfo), NodeError>,
+) -> Result<(), NodeError> {
     let identity = args.resolve_node(NavConfig::NODE_NAME, "/")?;
     let cfg = NavConfig::from_params(&identity.params)?;
-    let (worker, info) = ros_io::load_policy(&cfg.common.policy)?;
+    let (worker, info) = load(&cfg.common.policy)?;
     if info.preset != Preset::R2r {
         return Err(NodeError::config(format!(
             "univla_nav needs an R2R head (4 discrete actions); the decoder is a {:?} head",
@@ -69,6 +79,7 @@ pub fn run_nav(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
             dry_run: c.dry_run,
             max_decisions: cfg.max_decisions,
             preview: c.publish_monitoring,
+            inference_timeout: c.inference_timeout,
         },
         worker,
     );
@@ -80,11 +91,21 @@ pub fn run_nav(args: &RosArgs, shutdown: Arc<AtomicBool>) -> Result<(), NodeErro
     } else {
         CmdVel::Plain(node.create_publisher(&cfg.cmd_vel_topic, Qos::default_profile())?)
     };
+    let cmd_vel_topic = match &cmd_vel {
+        CmdVel::Plain(p) => p.topic().to_string(),
+        CmdVel::Stamped(p) => p.topic().to_string(),
+    };
     tracing::info!(
-        "{} ready: camera {}, cmd_vel {}",
+        "{} ready: {}, velocities on {cmd_vel_topic}, action {}/execute, {} Hz{}",
         node.fqn(),
-        c.image_topic,
-        cfg.cmd_vel_topic
+        io.describe(),
+        node.fqn(),
+        c.control_rate_hz,
+        if c.dry_run {
+            " (dry run: no velocity commands)"
+        } else {
+            ""
+        }
     );
     driver::run(&node, io, core, cmd_vel, c, shutdown)?;
     Ok(())
