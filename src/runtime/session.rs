@@ -560,3 +560,23 @@ impl Session {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ensemble_spans_the_head_window() {
+        // The released windows give the reference's sizes.
+        assert_eq!(default_temporal_size(Preset::Libero, 12), 12);
+        assert_eq!(default_temporal_size(Preset::Bridge, 10), 10);
+        assert_eq!(default_temporal_size(Preset::R2r, 4), 4);
+        assert_eq!(default_temporal_size(Preset::RealWorld, 12), REAL_WORLD_TEMPORAL_SIZE);
+        // Other windows: the whole chunk (the real-world head: at most its last 8 rows).
+        assert_eq!(default_temporal_size(Preset::R2r, 5), 5);
+        assert_eq!(default_temporal_size(Preset::Libero, 14), 14);
+        assert_eq!(default_temporal_size(Preset::Bridge, 12), 12);
+        assert_eq!(default_temporal_size(Preset::RealWorld, 5), 5);
+        assert_eq!(default_temporal_size(Preset::RealWorld, 16), REAL_WORLD_TEMPORAL_SIZE);
+    }
+}
