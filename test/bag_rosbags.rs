@@ -294,17 +294,38 @@ fn commands_recorded_after_their_frames_are_their_ground_truth() {
         let out = tempfile::tempdir().unwrap();
         // The recorded command of frame k is action(k); the policy answers action(k) − 0.1.
         let mut policy = FakePolicy::new(vec![-RESPONSE_OFFSET; 4]);
-        let report = eval(&rosbags_dir().join(bag), out.path(), &["--no-plots", "--no-mcap"], &mut policy);
+        let report = eval(
+            &rosbags_dir().join(bag),
+            out.path(),
+            &["--no-plots", "--no-mcap"],
+            &mut policy,
+        );
         let m = &report.overall;
         assert_eq!((m.frames, m.evaluated_steps, m.skipped_steps), (20, 20, 0), "{bag}");
         for d in &m.dims {
-            assert!((d.mae - RESPONSE_OFFSET).abs() < 1e-12, "{bag} {}: MAE {}", d.name, d.mae);
-            assert!((d.max_abs - RESPONSE_OFFSET).abs() < 1e-12, "{bag} {}: max {}", d.name, d.max_abs);
-            assert!((d.bias + RESPONSE_OFFSET).abs() < 1e-12, "{bag} {}: bias {}", d.name, d.bias);
+            assert!(
+                (d.mae - RESPONSE_OFFSET).abs() < 1e-12,
+                "{bag} {}: MAE {}",
+                d.name,
+                d.mae
+            );
+            assert!(
+                (d.max_abs - RESPONSE_OFFSET).abs() < 1e-12,
+                "{bag} {}: max {}",
+                d.name,
+                d.max_abs
+            );
+            assert!(
+                (d.bias + RESPONSE_OFFSET).abs() < 1e-12,
+                "{bag} {}: bias {}",
+                d.name,
+                d.bias
+            );
         }
         assert!((m.mae - RESPONSE_OFFSET).abs() < 1e-12);
         // The rule is recorded in the report and in the table's header.
-        let json: Value = serde_json::from_str(&std::fs::read_to_string(out.path().join(REPORT_FILE)).unwrap()).unwrap();
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join(REPORT_FILE)).unwrap()).unwrap();
         assert_eq!(json["command_alignment"], "next");
         let header = report.summary_table();
         assert!(header.lines().next().unwrap().contains("`next`"), "{header}");
@@ -360,7 +381,11 @@ fn alignment_rules_pick_next_previous_or_closest_command() {
         assert_eq!(next, (0..20).map(|k| (k, action(k))).collect::<Vec<_>>(), "{storage}");
         let (as_of, skipped) = jitter_truth(storage, CommandAlignment::AsOf);
         assert_eq!(skipped, 1);
-        assert_eq!(as_of, (1..20).map(|k| (k, action(k - 1))).collect::<Vec<_>>(), "{storage}");
+        assert_eq!(
+            as_of,
+            (1..20).map(|k| (k, action(k - 1))).collect::<Vec<_>>(),
+            "{storage}"
+        );
         let (nearest, skipped) = jitter_truth(storage, CommandAlignment::Nearest);
         assert_eq!(skipped, 0);
         let want: Vec<(usize, Vec<f64>)> = (0..20)

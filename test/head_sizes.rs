@@ -34,11 +34,18 @@ fn make_checkpoint(dir: &Path, args: &[&str]) -> PathBuf {
 /// `univla infer --greedy --json` over the first `n` R2R fixture images.
 fn infer(ckpt: &Path, decoder: &str, n: usize, extra: &[&str]) -> Vec<serde_json::Value> {
     let mut cmd = univla();
-    cmd.args(["infer", "--greedy", "--json", "--instruction", "go to the kitchen", "--checkpoint"])
-        .arg(ckpt)
-        .arg("--decoder")
-        .arg(ckpt.join(decoder))
-        .args(extra);
+    cmd.args([
+        "infer",
+        "--greedy",
+        "--json",
+        "--instruction",
+        "go to the kitchen",
+        "--checkpoint",
+    ])
+    .arg(ckpt)
+    .arg("--decoder")
+    .arg(ckpt.join(decoder))
+    .args(extra);
     for t in 0..n {
         cmd.arg("--image")
             .arg(common::fixture().join(format!("images/r2r_step{t}.png")));
@@ -84,7 +91,10 @@ fn r2r_head_with_a_window_of_five_ensembles_five_chunks() {
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = make_checkpoint(tmp.path(), &["--head", "r2r", "--window", "5", "--head-heads", "2"]);
     let policy = Policy::load(PolicyOptions::new(&ckpt, ckpt.join("action_decoder_r2r.safetensors"))).unwrap();
-    assert_eq!((policy.window(), policy.action_dim(), policy.temporal_size()), (5, 4, 5));
+    assert_eq!(
+        (policy.window(), policy.action_dim(), policy.temporal_size()),
+        (5, 4, 5)
+    );
     assert_eq!(policy.head().n_heads(), 2);
     // Six steps: the sixth is the first whose oldest chunk has run out of horizon.
     let steps = infer(&ckpt, "action_decoder_r2r.safetensors", 6, &[]);
@@ -96,16 +106,20 @@ fn r2r_head_with_a_window_of_five_ensembles_five_chunks() {
             assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-5, "softmax rows: {row:?}");
         }
     }
-    for t in 0..5 {
-        let got = floats(&steps[t]["pre_action"]);
+    for (t, step) in steps.iter().enumerate().take(5) {
+        let got = floats(&step["pre_action"]);
         assert_close(&format!("step {t}"), &got, &expected_ensemble(&chunks, t));
         // The action is the argmax of the ensembled probabilities.
         let best = (0..4).fold(0, |b, i| if got[i] > got[b] { i } else { b });
-        assert_eq!(steps[t]["action"], best, "step {t}");
+        assert_eq!(step["action"], best, "step {t}");
     }
     // Step 5: chunk 0 (5 rows) no longer reaches it; chunks 1..=5 do.
     let window: Vec<Vec<Vec<f64>>> = chunks[1..].to_vec();
-    assert_close("step 5", &floats(&steps[5]["pre_action"]), &expected_ensemble(&window, 4));
+    assert_close(
+        "step 5",
+        &floats(&steps[5]["pre_action"]),
+        &expected_ensemble(&window, 4),
+    );
 }
 
 #[test]
@@ -120,10 +134,18 @@ fn r2r_head_trained_without_the_visual_embedding_loads_and_runs() {
     // The output depends on the latent actions only.
     let latent = Tensor::randn([1, 4, head.vis_dim()], (Kind::Float, Device::Cpu));
     let a = head
-        .forward(&Tensor::randn([1, 256, head.vis_dim()], (Kind::Float, Device::Cpu)), &latent, None)
+        .forward(
+            &Tensor::randn([1, 256, head.vis_dim()], (Kind::Float, Device::Cpu)),
+            &latent,
+            None,
+        )
         .unwrap();
     let b = head
-        .forward(&Tensor::randn([1, 256, head.vis_dim()], (Kind::Float, Device::Cpu)), &latent, None)
+        .forward(
+            &Tensor::randn([1, 256, head.vis_dim()], (Kind::Float, Device::Cpu)),
+            &latent,
+            None,
+        )
         .unwrap();
     assert!(a.visual_pool_out.is_none());
     assert!(a.chunk.allclose(&b.chunk, 0.0, 0.0, false));
@@ -136,14 +158,28 @@ fn arm_heads_with_another_window_and_action_width() {
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = make_checkpoint(
         tmp.path(),
-        &["--head", "libero", "--head", "realworld", "--window", "10", "--action-dim", "6", "--head-heads", "2"],
+        &[
+            "--head",
+            "libero",
+            "--head",
+            "realworld",
+            "--window",
+            "10",
+            "--action-dim",
+            "6",
+            "--head-heads",
+            "2",
+        ],
     );
     // LIBERO-style head: 10 steps of 6 values, ensembled over the whole chunk, un-normalised with
     // 6-wide bounds, gripper convention on the last value.
     let mut opts = PolicyOptions::new(&ckpt, ckpt.join("action_decoder_libero.safetensors"));
     opts.unnorm_key = Some("libero_10_no_noops".into());
     let policy = Policy::load(opts).unwrap();
-    assert_eq!((policy.window(), policy.action_dim(), policy.temporal_size()), (10, 6, 10));
+    assert_eq!(
+        (policy.window(), policy.action_dim(), policy.temporal_size()),
+        (10, 6, 10)
+    );
     assert_eq!(policy.head().n_heads(), 2);
     let steps = infer(
         &ckpt,
@@ -155,7 +191,11 @@ fn arm_heads_with_another_window_and_action_width() {
     for (t, step) in steps.iter().enumerate() {
         assert_eq!(chunks[t].len(), 10, "step {t}");
         assert!(chunks[t].iter().all(|row| row.len() == 6), "step {t}");
-        assert_close(&format!("step {t}"), &floats(&step["pre_action"]), &expected_ensemble(&chunks, t));
+        assert_close(
+            &format!("step {t}"),
+            &floats(&step["pre_action"]),
+            &expected_ensemble(&chunks, t),
+        );
         let action = floats(&step["action"]);
         assert_eq!(action.len(), 6);
         assert!([-1.0, 0.0, 1.0].contains(&action[5]), "gripper {}", action[5]);
@@ -180,7 +220,11 @@ fn arm_heads_with_another_window_and_action_width() {
         assert_eq!(floats(&step["action"]).len(), 6);
     }
     let tail: Vec<Vec<Vec<f64>>> = steps.iter().map(|s| chunk(s)[2..].to_vec()).collect();
-    assert_close("real world", &floats(&steps[1]["pre_action"]), &expected_ensemble(&tail, 1));
+    assert_close(
+        "real world",
+        &floats(&steps[1]["pre_action"]),
+        &expected_ensemble(&tail, 1),
+    );
 }
 
 #[test]
@@ -195,7 +239,10 @@ fn head_count_comes_from_the_config() {
     let latent = Tensor::randn([1, 4, configured.vis_dim()], (Kind::Float, Device::Cpu));
     let a = configured.forward(&visual, &latent, None).unwrap();
     let b = default.forward(&visual, &latent, None).unwrap();
-    assert!(!a.chunk.allclose(&b.chunk, 1e-6, 1e-6, false), "the head count must matter");
+    assert!(
+        !a.chunk.allclose(&b.chunk, 1e-6, 1e-6, false),
+        "the head count must matter"
+    );
     // A config whose window does not divide the weights is refused with the file named.
     let config = ckpt.join("action_decoder_config.json");
     let text = std::fs::read_to_string(&config).unwrap();

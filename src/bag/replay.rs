@@ -937,12 +937,21 @@ mod tests {
         let pick = |a, b: Option<&Command>, c: Option<&Command>| choose_truth(a, frame, b, c, age);
         assert_eq!(pick(CommandAlignment::AsOf, Some(&before), Some(&after)), Ok(vec![1.0]));
         assert_eq!(pick(CommandAlignment::Next, Some(&before), Some(&after)), Ok(vec![2.0]));
-        assert_eq!(pick(CommandAlignment::Nearest, Some(&before), Some(&after)), Ok(vec![1.0]));
+        assert_eq!(
+            pick(CommandAlignment::Nearest, Some(&before), Some(&after)),
+            Ok(vec![1.0])
+        );
         let late_before = cmd(950, 1.0);
-        assert_eq!(pick(CommandAlignment::Nearest, Some(&late_before), Some(&after)), Ok(vec![2.0]));
+        assert_eq!(
+            pick(CommandAlignment::Nearest, Some(&late_before), Some(&after)),
+            Ok(vec![2.0])
+        );
         // A tie keeps the earlier command.
         let tie = cmd(1_050, 2.0);
-        assert_eq!(pick(CommandAlignment::Nearest, Some(&late_before), Some(&tie)), Ok(vec![1.0]));
+        assert_eq!(
+            pick(CommandAlignment::Nearest, Some(&late_before), Some(&tie)),
+            Ok(vec![1.0])
+        );
         // Missing, empty and stale commands.
         assert_eq!(pick(CommandAlignment::Next, Some(&before), None), Err(NoTruth::Missing));
         let empty = Command {
@@ -953,7 +962,10 @@ mod tests {
         let stale = cmd(1_200, 3.0);
         assert_eq!(pick(CommandAlignment::Next, None, Some(&stale)), Err(NoTruth::Stale));
         assert_eq!(pick(CommandAlignment::Nearest, None, Some(&stale)), Err(NoTruth::Stale));
-        assert_eq!(pick(CommandAlignment::Nearest, Some(&cmd(800, 0.0)), Some(&stale)), Err(NoTruth::Stale));
+        assert_eq!(
+            pick(CommandAlignment::Nearest, Some(&cmd(800, 0.0)), Some(&stale)),
+            Err(NoTruth::Stale)
+        );
         assert_eq!(CommandAlignment::default().name(), "next");
     }
 

@@ -442,7 +442,11 @@ mod tests {
         let bridge = PostProcessor::new(Preset::Bridge, Some(bounds), None).unwrap();
         assert!(matches!(
             bridge.with_action_dim(5),
-            Err(PostProcessError::HeadDim { expected: 7, got: 5, .. })
+            Err(PostProcessError::HeadDim {
+                expected: 7,
+                got: 5,
+                ..
+            })
         ));
         let r2r = PostProcessor::new(Preset::R2r, None, None).unwrap();
         assert!(r2r.clone().with_action_dim(5).is_err());

@@ -241,9 +241,8 @@ impl ActionHead {
             HeadKind::R2r => (vb.pp("proj"), NAV_ACTION_DIM, embed),
         };
         let rows = proj_vb.require_shape("weight")?[0];
-        let (window, action_dim) = chunk_shape(rows, config, default_dim).map_err(|why| {
-            ModelError::Config(format!("{}: {why}", proj_vb.path("weight")))
-        })?;
+        let (window, action_dim) = chunk_shape(rows, config, default_dim)
+            .map_err(|why| ModelError::Config(format!("{}: {why}", proj_vb.path("weight"))))?;
         let proj = Linear::new(&proj_vb, proj_in, rows, true)?;
         let proprio = if kind == HeadKind::RealWorld {
             let pvb = vb.pp("proprio_proj");
