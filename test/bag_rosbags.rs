@@ -1,5 +1,6 @@
 //! Bags written by the independent PyPI `rosbags` writer (MCAP and sqlite3): byte-exact reading,
-//! decoding, error messages, and `eval-bag` end to end with a deterministic fake policy.
+//! decoding, error messages, and `eval-bag` end to end with a deterministic fake policy, including
+//! which recorded command is each frame's ground truth (`--command-alignment`).
 #[path = "bag_common.rs"]
 mod common;
 
@@ -11,6 +12,7 @@ use serde_json::Value;
 use univla_ros::bag::cdr::decode;
 use univla_ros::bag::eval::{run_eval_bag, EvalBagArgs, REPORT_FILE};
 use univla_ros::bag::reader::BagReader;
+use univla_ros::bag::replay::{replay_bag, BagTopics, CommandAlignment, ReplayConfig};
 use univla_ros::bag::report::EvalReport;
 use univla_ros::ros::msgs::geometry_msgs::Twist;
 use univla_ros::ros::msgs::sensor_msgs::{Image, JointState};
@@ -73,7 +75,8 @@ fn check_byte_for_byte(bag: &str) {
             "/joint_trajectory" => {
                 let t: JointTrajectory = decode(g).unwrap();
                 assert_eq!(t.joint_names, ["x", "y", "z", "gripper"]);
-                assert_eq!(t.points[0].positions, action(images));
+                // Recorded just after the frame it answers.
+                assert_eq!(t.points[0].positions, action(images - 1));
                 to_cdr(&t).unwrap()
             }
             "/joint_states" => to_cdr(&decode::<JointState>(g).unwrap()).unwrap(),
@@ -279,6 +282,116 @@ fn known_offset_shows_up_as_that_error() {
         }
         let expected_mae = offset.iter().map(|o| o.abs()).sum::<f64>() / 4.0;
         assert!((report.overall.mae - expected_mae).abs() < 1e-12);
+    }
+}
+
+/// The policy's outputs plus 0.1 recorded as the operator's commands, each just after its frame.
+const RESPONSE_OFFSET: f64 = 0.1;
+
+#[test]
+fn commands_recorded_after_their_frames_are_their_ground_truth() {
+    for bag in ["rosbags_mcap", "rosbags_sqlite3"] {
+        let out = tempfile::tempdir().unwrap();
+        // The recorded command of frame k is action(k); the policy answers action(k) − 0.1.
+        let mut policy = FakePolicy::new(vec![-RESPONSE_OFFSET; 4]);
+        let report = eval(
+            &rosbags_dir().join(bag),
+            out.path(),
+            &["--no-plots", "--no-mcap"],
+            &mut policy,
+        );
+        let m = &report.overall;
+        assert_eq!((m.frames, m.evaluated_steps, m.skipped_steps), (20, 20, 0), "{bag}");
+        for d in &m.dims {
+            assert!(
+                (d.mae - RESPONSE_OFFSET).abs() < 1e-12,
+                "{bag} {}: MAE {}",
+                d.name,
+                d.mae
+            );
+            assert!(
+                (d.max_abs - RESPONSE_OFFSET).abs() < 1e-12,
+                "{bag} {}: max {}",
+                d.name,
+                d.max_abs
+            );
+            assert!(
+                (d.bias + RESPONSE_OFFSET).abs() < 1e-12,
+                "{bag} {}: bias {}",
+                d.name,
+                d.bias
+            );
+        }
+        assert!((m.mae - RESPONSE_OFFSET).abs() < 1e-12);
+        // The rule is recorded in the report and in the table's header.
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join(REPORT_FILE)).unwrap()).unwrap();
+        assert_eq!(json["command_alignment"], "next");
+        let header = report.summary_table();
+        assert!(header.lines().next().unwrap().contains("`next`"), "{header}");
+    }
+}
+
+#[test]
+fn as_of_alignment_is_still_available_and_reported() {
+    let out = tempfile::tempdir().unwrap();
+    let mut policy = FakePolicy::new(vec![0.0; 4]);
+    let args = ["--command-alignment", "as-of", "--no-plots", "--no-mcap"];
+    let report = eval(&rosbags_dir().join("rosbags_sqlite3"), out.path(), &args, &mut policy);
+    // Frame 0 has no earlier command; frame k ≥ 1 is scored against the answer to frame k − 1.
+    let m = &report.overall;
+    assert_eq!((m.evaluated_steps, m.skipped.no_ground_truth), (19, 1));
+    assert!((m.dims[0].mae - 0.25).abs() < 1e-12 && (m.dims[1].mae - 0.5).abs() < 1e-12);
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(out.path().join(REPORT_FILE)).unwrap()).unwrap();
+    assert_eq!(json["command_alignment"], "as-of");
+    assert!(report.summary_table().lines().next().unwrap().contains("`as-of`"));
+}
+
+/// Ground truth of every evaluated frame of a jitter bag under `alignment`, with the skip count.
+fn jitter_truth(storage: &str, alignment: CommandAlignment) -> (Vec<(usize, Vec<f64>)>, usize) {
+    let config = ReplayConfig {
+        topics: BagTopics {
+            command: "/joint_trajectory".into(),
+            ..Default::default()
+        },
+        command_alignment: alignment,
+        ..Default::default()
+    };
+    let bag = rosbags_dir().join("alignment").join(format!("jitter_{storage}"));
+    let mut policy = FakePolicy::new(vec![0.0; 4]);
+    let trace = replay_bag(&bag, &config, &mut policy, &mut || {}).unwrap();
+    // The policy runs on every frame, except on the as-of rule's frames without ground truth.
+    let unscored = if alignment == CommandAlignment::AsOf {
+        trace.skipped.total()
+    } else {
+        0
+    };
+    assert_eq!(policy.calls, 20 - unscored);
+    let truth = trace.steps.iter().map(|s| (s.frame, s.ground_truth.clone())).collect();
+    (truth, trace.skipped.total())
+}
+
+#[test]
+fn alignment_rules_pick_next_previous_or_closest_command() {
+    // Command k answers frame k, 80 ms after it for k < 10 (20 ms before frame k + 1), 10 ms
+    // after it from k = 10 on.
+    for storage in ["mcap", "sqlite3"] {
+        let (next, skipped) = jitter_truth(storage, CommandAlignment::Next);
+        assert_eq!(skipped, 0);
+        assert_eq!(next, (0..20).map(|k| (k, action(k))).collect::<Vec<_>>(), "{storage}");
+        let (as_of, skipped) = jitter_truth(storage, CommandAlignment::AsOf);
+        assert_eq!(skipped, 1);
+        assert_eq!(
+            as_of,
+            (1..20).map(|k| (k, action(k - 1))).collect::<Vec<_>>(),
+            "{storage}"
+        );
+        let (nearest, skipped) = jitter_truth(storage, CommandAlignment::Nearest);
+        assert_eq!(skipped, 0);
+        let want: Vec<(usize, Vec<f64>)> = (0..20)
+            .map(|k| (k, action(if (1..10).contains(&k) { k - 1 } else { k })))
+            .collect();
+        assert_eq!(nearest, want, "{storage}");
     }
 }
 

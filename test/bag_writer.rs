@@ -10,7 +10,7 @@ use univla_ros::bag::cdr::decode;
 use univla_ros::bag::msgdefs::schema_text;
 use univla_ros::bag::msgs::Float64MultiArray;
 use univla_ros::bag::reader::BagReader;
-use univla_ros::bag::replay::{replay_bag, BagTopics, EpisodeTrace, ReplayConfig};
+use univla_ros::bag::replay::{replay_bag, BagTopics, CommandAlignment, EpisodeTrace, ReplayConfig};
 use univla_ros::bag::writer::{ChunkCompression, McapBagWriter, WriterOptions};
 use univla_ros::bag::BagError;
 use univla_ros::ros::msgs::builtin_interfaces::Time;
@@ -219,6 +219,7 @@ fn alignment_bag(dir: &Path, frames: &[(usize, i64)], no_command: &[usize], join
     bag
 }
 
+/// Replays with the as-of ground-truth rule (these bags record each command before its frame).
 fn replay(bag: &Path, policy: &mut FakePolicy) -> EpisodeTrace {
     let config = ReplayConfig {
         topics: BagTopics {
@@ -228,6 +229,7 @@ fn replay(bag: &Path, policy: &mut FakePolicy) -> EpisodeTrace {
             max_age_ms: 150.0,
             ..Default::default()
         },
+        command_alignment: CommandAlignment::AsOf,
         ..Default::default()
     };
     replay_bag(bag, &config, policy, &mut || {}).unwrap()
@@ -430,6 +432,8 @@ fn compressed_camera_and_twist_commands_replay() {
             ..Default::default()
         },
         instruction: Some("drive".into()),
+        // Each Twist is written 1 ms before its frame.
+        command_alignment: CommandAlignment::AsOf,
         ..Default::default()
     };
     let mut policy = FakePolicy::new(vec![0.0; 4]);

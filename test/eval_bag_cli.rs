@@ -62,7 +62,8 @@ fn write_bag(dir: &Path) {
                 ..Default::default()
             }],
         };
-        w.write("/joint_trajectory", t - 1_000_000, &cmd).unwrap();
+        // The command answering this frame, recorded just after it.
+        w.write("/joint_trajectory", t + 1_000_000, &cmd).unwrap();
     }
     w.finish().unwrap();
     std::fs::write(

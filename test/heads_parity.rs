@@ -136,7 +136,9 @@ fn check_head_outputs(golden: &Golden, v: &Variant, t: usize, out: &HeadOutput, 
     let g = |f: &str| golden.step_tensor(v.name, t, f);
     assert_close(
         &what("visual_pool"),
-        &out.visual_pool_out,
+        out.visual_pool_out
+            .as_ref()
+            .expect("every fixture head pools the visual embedding"),
         &g("decoder_visual_pool_out"),
         RTOL,
         ATOL,

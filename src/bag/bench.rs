@@ -8,7 +8,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::eval::{evaluate, EvalOutputs};
-use super::replay::{BagTopics, PolicyStep, ReplayConfig, ReplayPolicy};
+use super::replay::{BagTopics, CommandAlignment, PolicyStep, ReplayConfig, ReplayPolicy};
 use super::writer::{ChunkCompression, McapBagWriter, WriterOptions};
 use super::BagError;
 use crate::ros::msgs::builtin_interfaces::Time;
@@ -160,6 +160,8 @@ pub fn bench_bag(args: &BenchBagArgs) -> Result<BenchReport, BagError> {
             ..Default::default()
         },
         instruction: Some("benchmark".into()),
+        // Each command is written just before its frame.
+        command_alignment: CommandAlignment::AsOf,
         ..Default::default()
     };
     let outputs = EvalOutputs {

@@ -11,7 +11,8 @@ use super::metrics::{aggregate, episode_metrics, MetricOptions, DEFAULT_GRIPPER_
 use super::output::write_prediction_bag;
 use super::plots::plot_episode;
 use super::replay::{
-    camera_frames, replay_bag, BagTopics, EpisodeTrace, Latency, ReplayConfig, ReplayMode, ReplayPolicy,
+    camera_frames, replay_bag, BagTopics, CommandAlignment, EpisodeTrace, Latency, ReplayConfig, ReplayMode,
+    ReplayPolicy,
 };
 use super::report::{EpisodeReport, EvalReport, REPORT_VERSION};
 use super::BagError;
@@ -46,6 +47,11 @@ pub struct EvalBagArgs {
     /// Recorded command topic used as ground truth; overrides the config.
     #[arg(long)]
     pub command: Option<String>,
+    /// Which recorded command is a frame's ground truth: `next`, the first one recorded after the
+    /// frame (the operator's response to it); `as-of`, the latest at or before it; `nearest`,
+    /// the closer of the two.
+    #[arg(long, value_enum, default_value_t = CommandAlignment::Next)]
+    pub command_alignment: CommandAlignment,
     /// JointState topic for proprioception; overrides the config.
     #[arg(long)]
     pub joint_states: Option<String>,
@@ -145,6 +151,7 @@ impl EvalBagArgs {
         };
         Ok(ReplayConfig {
             topics,
+            command_alignment: self.command_alignment,
             mode,
             latency,
             instruction: self.instruction.clone(),
@@ -302,6 +309,7 @@ pub fn evaluate_with_lam(
     bar.finish_and_clear();
     let report = EvalReport {
         version: REPORT_VERSION,
+        command_alignment: config.command_alignment,
         mode: config.mode,
         latency: config.latency,
         topics: config.topics.clone(),

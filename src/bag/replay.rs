@@ -1,4 +1,5 @@
-//! Replays a bag through a policy: as-of observation alignment, ensembling or open-loop chunks,
+//! Replays a bag through a policy: as-of observation alignment, ground truth from the command
+//! recorded in response to each frame ([`CommandAlignment`]), ensembling or open-loop chunks,
 //! simulated latency. The result is a per-step trace that [`super::metrics`] scores.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -160,10 +161,39 @@ pub enum Latency {
     Measured,
 }
 
+/// Which recorded command is a camera frame's ground truth. A teleoperated recording holds, for
+/// each frame, the command the operator sent in response to it, recorded just after the frame;
+/// the latest command at or before a frame is the response to the previous frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandAlignment {
+    /// The first command recorded after the frame and before the next frame.
+    #[default]
+    Next,
+    /// The latest command recorded at or before the frame (for recordings whose commands lead
+    /// their frames).
+    AsOf,
+    /// Whichever of those two is closer in time to the frame (the earlier one on a tie).
+    Nearest,
+}
+
+impl CommandAlignment {
+    /// The name used on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::AsOf => "as-of",
+            Self::Nearest => "nearest",
+        }
+    }
+}
+
 /// Everything a replay needs besides the bag and the policy.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
     pub topics: BagTopics,
+    /// Which recorded command is each frame's ground truth (proprioception is always as-of).
+    pub command_alignment: CommandAlignment,
     pub mode: ReplayMode,
     pub latency: Latency,
     /// Instruction for every episode (overrides the topic and the sidecar file).
@@ -176,6 +206,7 @@ impl Default for ReplayConfig {
     fn default() -> Self {
         Self {
             topics: BagTopics::default(),
+            command_alignment: CommandAlignment::default(),
             mode: ReplayMode::Ensemble,
             latency: Latency::None,
             instruction: None,
@@ -426,7 +457,10 @@ pub fn replay_bag(
         policy.reset(i);
         current_instruction = Some(i.clone());
     }
-    let mut last_command: Option<(i64, Option<Vec<f64>>)> = None;
+    let alignment = config.command_alignment;
+    let mut last_command: Option<Command> = None;
+    // A step waiting for the command recorded after its frame (`next` and `nearest`).
+    let mut awaiting: Option<AwaitingTruth> = None;
     let mut last_joints: Option<(i64, Vec<f32>)> = None;
     let mut scheduler = Scheduler::new(config.mode, config.latency);
     let mut policy_s = 0.0;
@@ -437,6 +471,10 @@ pub fn replay_bag(
         if topic == topics.camera {
             if config.max_frames.is_some_and(|m| trace.frames >= m) {
                 break;
+            }
+            // No command came between the previous frame and this one.
+            if let Some(a) = awaiting.take() {
+                a.resolve(None, alignment, max_age_ns, &topics.command, &mut trace)?;
             }
             let frame = trace.frames;
             trace.frames += 1;
@@ -458,16 +496,17 @@ pub fn replay_bag(
                 }
                 (Some(_), Some((_, q))) => Some(q.as_slice()),
             };
-            let truth = match &last_command {
-                None | Some((_, None)) => {
-                    trace.skipped.no_ground_truth += 1;
-                    continue;
-                }
-                Some((ct, _)) if t - ct > max_age_ns => {
-                    trace.skipped.stale_ground_truth += 1;
-                    continue;
-                }
-                Some((_, Some(v))) => v.clone(),
+            // As-of ground truth is known now, and a frame without one never reaches the policy;
+            // the other rules wait for the next command, so the policy sees every frame.
+            let truth = match alignment {
+                CommandAlignment::AsOf => match choose_truth(alignment, t, last_command.as_ref(), None, max_age_ns) {
+                    Ok(v) => Some(v),
+                    Err(skip) => {
+                        skip.count(&mut trace.skipped);
+                        continue;
+                    }
+                },
+                CommandAlignment::Next | CommandAlignment::Nearest => None,
             };
             let rgb = match camera_kind.decode_rgb(&msg) {
                 Ok(r) => r,
@@ -495,25 +534,34 @@ pub fn replay_bag(
                 trace.skipped.awaiting_policy += 1;
                 continue;
             };
-            if out.action.len() != truth.len() {
-                return Err(BagError::Config(format!(
-                    "policy action has {} dimensions but the recorded command on {} gives {}",
-                    out.action.len(),
-                    topics.command,
-                    truth.len()
-                )));
-            }
-            trace.steps.push(StepRecord {
+            let step = StepRecord {
                 frame,
                 time_ns: t,
-                ground_truth: truth,
+                ground_truth: Vec::new(),
                 predicted: out.action,
                 inference: query.is_some(),
                 switch: out.switch,
                 held: out.held,
-            });
+            };
+            match truth {
+                Some(truth) => push_step(&mut trace, step, truth, &topics.command)?,
+                None => {
+                    awaiting = Some(AwaitingTruth {
+                        step,
+                        before: last_command.clone(),
+                    })
+                }
+            }
         } else if topic == topics.command {
-            last_command = Some((msg.log_time_ns, command_kind.to_vector(&msg)?));
+            let command = Command {
+                time_ns: msg.log_time_ns,
+                value: command_kind.to_vector(&msg)?,
+            };
+            // The first command after a frame settles that frame's ground truth.
+            if let Some(a) = awaiting.take() {
+                a.resolve(Some(&command), alignment, max_age_ns, &topics.command, &mut trace)?;
+            }
+            last_command = Some(command);
         } else if topics.joint_states.as_deref() == Some(topic) {
             let js = decode::<JointState>(&msg)?;
             last_joints = Some((msg.log_time_ns, order_joints(&js, topics.joint_names.as_deref(), &msg)?));
@@ -532,6 +580,10 @@ pub fn replay_bag(
             }
         }
     }
+    // The last frame's command may be missing from the recording.
+    if let Some(a) = awaiting.take() {
+        a.resolve(None, alignment, max_age_ns, &topics.command, &mut trace)?;
+    }
     let dims = trace.steps.first().map_or(0, |s| s.ground_truth.len());
     trace.dim_names = match &topics.dim_names {
         Some(n) if n.len() == dims => n.clone(),
@@ -548,6 +600,116 @@ pub fn replay_bag(
         policy_s,
     };
     Ok(trace)
+}
+
+/// A recorded command: its log time and the action it stands for (`None`: an empty trajectory).
+#[derive(Debug, Clone, PartialEq)]
+struct Command {
+    time_ns: i64,
+    value: Option<Vec<f64>>,
+}
+
+/// Why a frame has no ground truth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoTruth {
+    /// No usable command (none recorded, or an empty trajectory).
+    Missing,
+    /// The candidate commands are further than `max_age_ms` from the frame.
+    Stale,
+}
+
+impl NoTruth {
+    fn count(self, skipped: &mut SkipCounts) {
+        match self {
+            Self::Missing => skipped.no_ground_truth += 1,
+            Self::Stale => skipped.stale_ground_truth += 1,
+        }
+    }
+}
+
+/// The ground truth of a frame at `frame_ns` under `alignment`, from the latest command at or
+/// before the frame (`before`) and the first one after it and before the next frame (`after`);
+/// either must lie within `max_age_ns` of the frame.
+fn choose_truth(
+    alignment: CommandAlignment,
+    frame_ns: i64,
+    before: Option<&Command>,
+    after: Option<&Command>,
+    max_age_ns: i64,
+) -> Result<Vec<f64>, NoTruth> {
+    let candidates: &[Option<&Command>] = match alignment {
+        CommandAlignment::AsOf => &[before],
+        CommandAlignment::Next => &[after],
+        // Earlier first, so a tie keeps the as-of command.
+        CommandAlignment::Nearest => &[before, after],
+    };
+    let usable: Vec<(&Command, i64)> = candidates
+        .iter()
+        .flatten()
+        .filter(|c| c.value.is_some())
+        .map(|c| (*c, (c.time_ns - frame_ns).abs()))
+        .collect();
+    if usable.is_empty() {
+        return Err(NoTruth::Missing);
+    }
+    let fresh = usable
+        .iter()
+        .filter(|(_, dt)| *dt <= max_age_ns)
+        .fold(None::<(&Command, i64)>, |best, &(c, dt)| match best {
+            Some((_, best_dt)) if best_dt <= dt => best,
+            _ => Some((c, dt)),
+        });
+    match fresh {
+        Some((Command { value: Some(v), .. }, _)) => Ok(v.clone()),
+        _ => Err(NoTruth::Stale),
+    }
+}
+
+/// An evaluated step whose ground truth comes from a command not yet read.
+struct AwaitingTruth {
+    step: StepRecord,
+    /// The latest command at or before the frame.
+    before: Option<Command>,
+}
+
+impl AwaitingTruth {
+    /// Completes the step with the first command after its frame (`None`: none came before the
+    /// next frame or the end of the bag) and records it, or counts it as skipped.
+    fn resolve(
+        self,
+        after: Option<&Command>,
+        alignment: CommandAlignment,
+        max_age_ns: i64,
+        command_topic: &str,
+        trace: &mut EpisodeTrace,
+    ) -> Result<(), BagError> {
+        match choose_truth(alignment, self.step.time_ns, self.before.as_ref(), after, max_age_ns) {
+            Ok(truth) => push_step(trace, self.step, truth, command_topic),
+            Err(skip) => {
+                skip.count(&mut trace.skipped);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Records an evaluated step with its ground truth, which must be as wide as the prediction.
+fn push_step(
+    trace: &mut EpisodeTrace,
+    mut step: StepRecord,
+    truth: Vec<f64>,
+    command_topic: &str,
+) -> Result<(), BagError> {
+    if step.predicted.len() != truth.len() {
+        return Err(BagError::Config(format!(
+            "policy action has {} dimensions but the recorded command on {command_topic} gives {}",
+            step.predicted.len(),
+            truth.len()
+        )));
+    }
+    step.ground_truth = truth;
+    trace.steps.push(step);
+    Ok(())
 }
 
 fn decode_err(msg: &RawMessage, why: String) -> BagError {
@@ -758,6 +920,53 @@ mod tests {
         assert_eq!(t.command, "/cmd_vel");
         assert_eq!(t.max_age_ms, 50.0);
         assert!(BagTopics::from_yaml_str("bag:\n  camara: /x\n").is_err());
+    }
+
+    fn cmd(ms: i64, v: f64) -> Command {
+        Command {
+            time_ns: ms * 1_000_000,
+            value: Some(vec![v]),
+        }
+    }
+
+    #[test]
+    fn ground_truth_rules_pick_the_right_command() {
+        let age = 150 * 1_000_000;
+        let frame = 1_000 * 1_000_000;
+        let (before, after) = (cmd(990, 1.0), cmd(1_030, 2.0));
+        let pick = |a, b: Option<&Command>, c: Option<&Command>| choose_truth(a, frame, b, c, age);
+        assert_eq!(pick(CommandAlignment::AsOf, Some(&before), Some(&after)), Ok(vec![1.0]));
+        assert_eq!(pick(CommandAlignment::Next, Some(&before), Some(&after)), Ok(vec![2.0]));
+        assert_eq!(
+            pick(CommandAlignment::Nearest, Some(&before), Some(&after)),
+            Ok(vec![1.0])
+        );
+        let late_before = cmd(950, 1.0);
+        assert_eq!(
+            pick(CommandAlignment::Nearest, Some(&late_before), Some(&after)),
+            Ok(vec![2.0])
+        );
+        // A tie keeps the earlier command.
+        let tie = cmd(1_050, 2.0);
+        assert_eq!(
+            pick(CommandAlignment::Nearest, Some(&late_before), Some(&tie)),
+            Ok(vec![1.0])
+        );
+        // Missing, empty and stale commands.
+        assert_eq!(pick(CommandAlignment::Next, Some(&before), None), Err(NoTruth::Missing));
+        let empty = Command {
+            time_ns: frame + 1,
+            value: None,
+        };
+        assert_eq!(pick(CommandAlignment::Next, None, Some(&empty)), Err(NoTruth::Missing));
+        let stale = cmd(1_200, 3.0);
+        assert_eq!(pick(CommandAlignment::Next, None, Some(&stale)), Err(NoTruth::Stale));
+        assert_eq!(pick(CommandAlignment::Nearest, None, Some(&stale)), Err(NoTruth::Stale));
+        assert_eq!(
+            pick(CommandAlignment::Nearest, Some(&cmd(800, 0.0)), Some(&stale)),
+            Err(NoTruth::Stale)
+        );
+        assert_eq!(CommandAlignment::default().name(), "next");
     }
 
     #[test]

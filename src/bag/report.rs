@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::metrics::Metrics;
-use super::replay::{BagTopics, Latency, ReplayMode};
+use super::replay::{BagTopics, CommandAlignment, Latency, ReplayMode};
 use super::BagError;
 
-/// Version of the JSON report layout.
-pub const REPORT_VERSION: u32 = 1;
+/// Version of the JSON report layout (2: `command_alignment`).
+pub const REPORT_VERSION: u32 = 2;
 
 /// One episode (bag) of the report.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +28,8 @@ pub struct EpisodeReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
     pub version: u32,
+    /// Which recorded command was each frame's ground truth.
+    pub command_alignment: CommandAlignment,
     pub mode: ReplayMode,
     pub latency: Latency,
     pub topics: BagTopics,
@@ -48,6 +50,16 @@ impl EvalReport {
     /// Human summary: one row per episode plus overall, then per-dimension errors overall.
     pub fn summary_table(&self) -> String {
         let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "ground truth: commands aligned to frames by `{}` ({})",
+            self.command_alignment.name(),
+            match self.command_alignment {
+                CommandAlignment::Next => "the first command recorded after each frame",
+                CommandAlignment::AsOf => "the latest command at or before each frame",
+                CommandAlignment::Nearest => "the command closest in time to each frame",
+            }
+        );
         let _ = writeln!(
             s,
             "{:<28} {:>6} {:>6} {:>6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7} {:>7} {:>6}",

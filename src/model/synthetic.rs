@@ -12,6 +12,7 @@ use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
 use super::error::{ModelError, Result};
+use super::heads::{ARM_ACTION_DIM, NAV_ACTION_DIM};
 use super::prompt::{ACT_TOKEN_BASE, NUM_LATENT_CODES};
 
 /// The timm ids real checkpoints name; small checkpoints carry explicit sizes beside them.
@@ -83,6 +84,12 @@ pub struct SyntheticSpec {
     pub num_heads: i64,
     pub head_embed_dim: i64,
     pub head_num_heads: i64,
+    /// Chunk length of every head written; `None`: each variant's reference window.
+    pub head_window: Option<i64>,
+    /// Action width of the arm heads (and of the real-world head's proprio and the statistics).
+    pub arm_action_dim: i64,
+    /// Whether the R2R head pools the visual embedding (the reference's `add_visual_embed`).
+    pub r2r_visual_embed: bool,
 }
 
 impl SyntheticSpec {
@@ -105,6 +112,9 @@ impl SyntheticSpec {
             num_heads: 4,
             head_embed_dim: 64,
             head_num_heads: 4,
+            head_window: None,
+            arm_action_dim: ARM_ACTION_DIM,
+            r2r_visual_embed: true,
         }
     }
 
@@ -128,6 +138,9 @@ impl SyntheticSpec {
             num_heads: 8,
             head_embed_dim: 512,
             head_num_heads: 8,
+            head_window: None,
+            arm_action_dim: ARM_ACTION_DIM,
+            r2r_visual_embed: true,
         }
     }
 
@@ -152,9 +165,15 @@ impl SyntheticSpec {
                 "LM hidden size must split into even-sized heads".into(),
             ));
         }
-        if self.head_embed_dim % self.head_num_heads != 0 {
+        if self.head_num_heads <= 0 || self.head_embed_dim % self.head_num_heads != 0 {
             return Err(ModelError::Config(
-                "head embed dim must be a multiple of its heads".into(),
+                "head embed dim must be a positive multiple of its heads".into(),
+            ));
+        }
+        // The arm gripper conventions need at least one value besides the gripper.
+        if self.head_window.is_some_and(|w| w <= 0) || self.arm_action_dim < 2 {
+            return Err(ModelError::Config(
+                "head window must be positive and the arm action width at least 2".into(),
             ));
         }
         Ok(())
@@ -321,24 +340,42 @@ fn vlm_tensors(spec: &SyntheticSpec) -> Vec<(String, Tensor)> {
     tensors
 }
 
-/// An action decoder head's tensors (f32) for hidden size `vis`.
+/// An action decoder head's tensors (f32) for hidden size `vis`, with the reference's action
+/// widths and an R2R head that pools the visual embedding.
 pub fn head_tensors(variant: HeadVariant, vis: i64, embed: i64, window: i64) -> Vec<(String, Tensor)> {
+    head_tensors_shaped(variant, vis, embed, window, ARM_ACTION_DIM, true)
+}
+
+/// An action decoder head's tensors (f32): `window` steps of `arm_dim` values for the arm heads
+/// (the real-world proprio is `arm_dim` wide too), 4 logits per step for R2R, whose visual pool
+/// is left out unless `r2r_visual_embed` (the reference's `add_visual_embed=False`).
+pub fn head_tensors_shaped(
+    variant: HeadVariant,
+    vis: i64,
+    embed: i64,
+    window: i64,
+    arm_dim: i64,
+    r2r_visual_embed: bool,
+) -> Vec<(String, Tensor)> {
     let mut l = Layout::new();
-    l.map_block("visual_pool", vis, embed);
+    if variant != HeadVariant::R2r || r2r_visual_embed {
+        l.map_block("visual_pool", vis, embed);
+    }
     match variant {
         HeadVariant::RealWorld => {
             l.map_block("attn_pool", vis, embed);
-            l.linear("proprio_proj.0", embed, 7, true);
+            l.linear("proprio_proj.0", embed, arm_dim, true);
             l.linear("proprio_proj.2", embed, embed, true);
-            l.linear("proj.0", 7 * window, 2 * embed, true);
+            l.linear("proj.0", arm_dim * window, 2 * embed, true);
         }
         HeadVariant::Libero => {
             l.map_block("latent_action_pool", vis, embed);
-            l.linear("proj.0", 7 * window, embed, true);
+            l.linear("proj.0", arm_dim * window, embed, true);
         }
         HeadVariant::R2r => {
             l.map_block("attn_pool", vis, embed);
-            l.linear("proj", 4 * window, 2 * embed, true);
+            let proj_in = if r2r_visual_embed { 2 * embed } else { embed };
+            l.linear("proj", NAV_ACTION_DIM * window, proj_in, true);
         }
     }
     l.materialize(Kind::Float)
@@ -468,21 +505,33 @@ fn preprocessor_json() -> serde_json::Value {
     })
 }
 
-/// Plausible statistics for the dataset keys the presets use.
-fn dataset_statistics_json() -> serde_json::Value {
+/// Plausible statistics for the dataset keys the presets use, for `dim`-wide arm actions whose
+/// last value is the gripper (not normalised, as in the released files).
+fn dataset_statistics_json(dim: usize) -> serde_json::Value {
     let arm = |scale: f64| {
+        // Translation-like values first (up to three), rotation-like after, then the gripper.
+        let per_dim = |trans: f64, rot: f64, grip: f64| -> Vec<f64> {
+            (0..dim)
+                .map(|i| match i {
+                    _ if i + 1 == dim => grip,
+                    0..=2 => trans,
+                    _ => rot,
+                })
+                .collect()
+        };
+        let mask: Vec<bool> = (0..dim).map(|i| i + 1 != dim).collect();
         json!({
             "action": {
-                "mean": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5],
-                "std": [0.3 * scale, 0.3 * scale, 0.3 * scale, 0.1, 0.1, 0.1, 0.5],
-                "min": [-scale, -scale, -scale, -0.375, -0.375, -0.375, 0.0],
-                "max": [scale, scale, scale, 0.375, 0.375, 0.375, 1.0],
-                "q01": [-0.9 * scale, -0.9 * scale, -0.9 * scale, -0.3, -0.3, -0.3, 0.0],
-                "q99": [0.9 * scale, 0.9 * scale, 0.9 * scale, 0.3, 0.3, 0.3, 1.0],
-                "mask": [true, true, true, true, true, true, false],
+                "mean": per_dim(0.0, 0.0, 0.5),
+                "std": per_dim(0.3 * scale, 0.1, 0.5),
+                "min": per_dim(-scale, -0.375, 0.0),
+                "max": per_dim(scale, 0.375, 1.0),
+                "q01": per_dim(-0.9 * scale, -0.3, 0.0),
+                "q99": per_dim(0.9 * scale, 0.3, 1.0),
+                "mask": mask,
             },
             "proprio": {
-                "mean": ([0.0; 7]), "std": ([1.0; 7]), "min": ([-1.0; 7]), "max": ([1.0; 7]), "q01": ([-1.0; 7]), "q99": ([1.0; 7]),
+                "mean": vec![0.0; dim], "std": vec![1.0; dim], "min": vec![-1.0; dim], "max": vec![1.0; dim], "q01": vec![-1.0; dim], "q99": vec![1.0; dim],
             },
             "num_transitions": 1000,
             "num_trajectories": 10,
@@ -491,13 +540,22 @@ fn dataset_statistics_json() -> serde_json::Value {
     json!({"libero_10_no_noops": arm(0.9375), "bridge_oxe": arm(0.03), "real_world": arm(1.0)})
 }
 
-/// Real-world z-score statistics (the documented YAML/JSON equivalent of `dataset_stats.pkl`).
-fn realworld_stats_json() -> serde_json::Value {
+/// Real-world z-score statistics (the documented YAML/JSON equivalent of `dataset_stats.pkl`)
+/// for `dim`-wide actions and proprio.
+fn realworld_stats_json(dim: usize) -> serde_json::Value {
+    let action_mean: Vec<f64> = (0..dim).map(|i| if i + 1 == dim { 0.5 } else { 0.0 }).collect();
+    let action_std: Vec<f64> = (0..dim)
+        .map(|i| match i {
+            _ if i + 1 == dim => 0.5,
+            0..=2 => 0.05,
+            _ => 0.1,
+        })
+        .collect();
     json!({
-        "action_mean": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5],
-        "action_std": [0.05, 0.05, 0.05, 0.1, 0.1, 0.1, 0.5],
-        "qpos_mean": ([0.0; 7]),
-        "qpos_std": ([1.0; 7]),
+        "action_mean": action_mean,
+        "action_std": action_std,
+        "qpos_mean": vec![0.0; dim],
+        "qpos_std": vec![1.0; dim],
     })
 }
 
@@ -523,8 +581,9 @@ pub fn write_checkpoint(
     drop(vlm);
     write_json(&dir.join("config.json"), &config_json(spec, seed))?;
     write_json(&dir.join("preprocessor_config.json"), &preprocessor_json())?;
-    write_json(&dir.join("dataset_statistics.json"), &dataset_statistics_json())?;
-    write_json(&dir.join("realworld_stats.json"), &realworld_stats_json())?;
+    let arm_dim = spec.arm_action_dim as usize;
+    write_json(&dir.join("dataset_statistics.json"), &dataset_statistics_json(arm_dim))?;
+    write_json(&dir.join("realworld_stats.json"), &realworld_stats_json(arm_dim))?;
     for (name, text) in TOKENIZER_FILES {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|source| ModelError::Io { path, source })?;
@@ -532,8 +591,20 @@ pub fn write_checkpoint(
     let mut decoders = serde_json::Map::new();
     let mut written = Vec::new();
     for &variant in heads {
-        let window = variant.default_window();
-        let tensors = head_tensors(variant, spec.hidden_size, spec.head_embed_dim, window);
+        let window = spec.head_window.unwrap_or_else(|| variant.default_window());
+        let visual_embed = variant != HeadVariant::R2r || spec.r2r_visual_embed;
+        let tensors = head_tensors_shaped(
+            variant,
+            spec.hidden_size,
+            spec.head_embed_dim,
+            window,
+            spec.arm_action_dim,
+            visual_embed,
+        );
+        let action_dim = match variant {
+            HeadVariant::R2r => NAV_ACTION_DIM,
+            HeadVariant::RealWorld | HeadVariant::Libero => spec.arm_action_dim,
+        };
         let path = dir.join(variant.file_name());
         write_tensors(&path, &tensors)?;
         decoders.insert(
@@ -541,6 +612,8 @@ pub fn write_checkpoint(
             json!({
                 "safetensors_file": variant.file_name(),
                 "window_size": window,
+                "action_dim": action_dim,
+                "add_visual_embed": visual_embed,
                 "vis_dim": spec.hidden_size,
                 "embed_dim": spec.head_embed_dim,
                 "n_heads": spec.head_num_heads,

@@ -65,11 +65,13 @@ impl TemporalEnsembler {
         })
     }
 
-    /// The reference's ensemble for a head: N = `window` (LIBERO 12, Bridge 10, R2R 4) over
-    /// whole chunks, except the real-world head, which ensembles the last 8 steps of each chunk.
+    /// The reference's ensemble for a head: N = `window` over whole chunks (the evaluations set
+    /// `temporal_size = window_size`: 12 for LIBERO, 10 for Bridge, 4 for R2R with the released
+    /// heads), except the real-world head, which ensembles the last
+    /// [`REAL_WORLD_TEMPORAL_SIZE`] steps of each chunk (all of a shorter chunk).
     pub fn for_head(kind: HeadKind, window: usize, action_dim: usize) -> Result<Self, EnsembleError> {
         match kind {
-            HeadKind::RealWorld => Self::with_tail(REAL_WORLD_TEMPORAL_SIZE, action_dim),
+            HeadKind::RealWorld => Self::with_tail(REAL_WORLD_TEMPORAL_SIZE.min(window), action_dim),
             HeadKind::Libero | HeadKind::R2r => Self::new(window, action_dim),
         }
     }
@@ -270,6 +272,16 @@ mod tests {
         assert_eq!(e.temporal_size(), 4);
         assert!(e.push(&[0.25; 20]).is_err());
         assert_eq!(e.weights()[1], (-0.1f64).exp());
+        // Non-default windows: the ensemble spans the whole chunk (R2R window 5, LIBERO 10).
+        let mut e = TemporalEnsembler::for_head(HeadKind::R2r, 5, 4).unwrap();
+        assert_eq!(e.temporal_size(), 5);
+        assert_eq!(e.push(&[0.25; 20]).unwrap(), vec![0.25; 4]);
+        let e = TemporalEnsembler::for_head(HeadKind::Libero, 10, 6).unwrap();
+        assert_eq!((e.temporal_size(), e.action_dim()), (10, 6));
+        // A real-world chunk shorter than 8 steps is ensembled whole.
+        let mut e = TemporalEnsembler::for_head(HeadKind::RealWorld, 5, 7).unwrap();
+        assert_eq!(e.temporal_size(), 5);
+        assert!(e.push(&[0.5; 35]).is_ok());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Post-processing of ensembled (or queued) head outputs per deployment (spec §4.4): bounds
 //! un-normalisation, gripper conventions, Bridge's rotation format, z-scores for the real robot and
 //! the discrete R2R actions.
-use crate::model::heads::HeadKind;
+use crate::model::heads::{HeadKind, ARM_ACTION_DIM, NAV_ACTION_DIM};
 
 use super::stats::{ActionBounds, ZScoreStats};
 
@@ -9,8 +9,10 @@ use super::stats::{ActionBounds, ZScoreStats};
 pub const NAV_FORWARD_M: f64 = 0.25;
 /// Rotation of one R2R turn, in degrees.
 pub const NAV_TURN_DEG: f64 = 15.0;
-/// Index of the gripper in 7-d arm actions.
-const GRIPPER: usize = 6;
+/// Values of a Bridge action (xyz, roll/pitch/yaw, gripper): its output format needs all seven.
+const BRIDGE_ACTION_DIM: usize = ARM_ACTION_DIM as usize;
+/// Index of the gripper in Bridge actions.
+const BRIDGE_GRIPPER: usize = BRIDGE_ACTION_DIM - 1;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PostProcessError {
@@ -18,6 +20,12 @@ pub enum PostProcessError {
     MissingStats(Preset, &'static str),
     #[error("action has {got} values, expected {expected}")]
     Dim { got: usize, expected: usize },
+    #[error("post-processing preset {preset:?} needs {expected}-wide actions, the head gives {got}")]
+    HeadDim {
+        preset: Preset,
+        got: usize,
+        expected: usize,
+    },
     #[error("action contains a non-finite value")]
     NonFinite,
 }
@@ -117,6 +125,16 @@ pub struct PostProcessor {
     bounds: Option<ActionBounds>,
     zscore: Option<ZScoreStats>,
     action_scale: f64,
+    /// Values per step the head produces (see [`Self::with_action_dim`]).
+    action_dim: usize,
+}
+
+/// The reference's action width for a preset: 4 navigation probabilities, 7 arm values.
+pub fn default_action_dim(preset: Preset) -> usize {
+    match preset {
+        Preset::R2r => NAV_ACTION_DIM as usize,
+        _ => ARM_ACTION_DIM as usize,
+    }
 }
 
 impl PostProcessor {
@@ -137,7 +155,38 @@ impl PostProcessor {
             bounds,
             zscore,
             action_scale: 1.0,
+            action_dim: default_action_dim(preset),
         })
+    }
+
+    /// Sets the head's action width (read from its weights or config; default
+    /// [`default_action_dim`]). LIBERO and CALVIN apply their gripper convention to the last
+    /// value, as the reference does with its 7-wide actions; Bridge's output format needs exactly
+    /// 7 values and R2R's exactly the 4 Habitat actions; LIBERO bounds and real-world statistics,
+    /// when given, must have the head's width.
+    pub fn with_action_dim(mut self, dim: usize) -> Result<Self, PostProcessError> {
+        let fixed = match self.preset {
+            Preset::Bridge => Some(BRIDGE_ACTION_DIM),
+            Preset::R2r => Some(NAV_ACTION_DIM as usize),
+            Preset::RealWorld => self.zscore.as_ref().map(|z| z.action_mean.len()),
+            Preset::Libero => self.bounds.as_ref().map(ActionBounds::dim),
+            Preset::Calvin => None,
+        }
+        .or((dim == 0).then(|| default_action_dim(self.preset)));
+        if let Some(expected) = fixed.filter(|&e| e != dim) {
+            return Err(PostProcessError::HeadDim {
+                preset: self.preset,
+                got: dim,
+                expected,
+            });
+        }
+        self.action_dim = dim;
+        Ok(self)
+    }
+
+    /// Values per step this post-processor expects.
+    pub fn action_dim(&self) -> usize {
+        self.action_dim
     }
 
     /// Scales Bridge's `world_vector` (the reference's `action_scale`, 1.0 by default).
@@ -158,7 +207,8 @@ impl PostProcessor {
         }
     }
 
-    /// Turns one ensembled output (7 values for arms, 4 probabilities for R2R) into an action.
+    /// Turns one ensembled output ([`Self::action_dim`] values: 7 for the reference's arms, 4
+    /// probabilities for R2R) into an action.
     pub fn apply(&self, x: &[f64]) -> Result<Action, PostProcessError> {
         if x.iter().any(|v| !v.is_finite()) {
             return Err(PostProcessError::NonFinite);
@@ -175,19 +225,23 @@ impl PostProcessor {
         };
         match self.preset {
             Preset::R2r => {
-                expect(4)?;
+                expect(self.action_dim)?;
                 Ok(Action::Nav(nav_action(x)?))
             }
             Preset::Libero => {
-                expect(GRIPPER + 1)?;
+                expect(self.action_dim)?;
                 let mut a = self.unnormalized(x);
-                a[GRIPPER] = libero_gripper(a[GRIPPER]);
+                if let Some(g) = a.last_mut() {
+                    *g = libero_gripper(*g);
+                }
                 Ok(Action::Arm(a))
             }
             Preset::Calvin => {
-                expect(GRIPPER + 1)?;
+                expect(self.action_dim)?;
                 let mut a = x.to_vec();
-                a[GRIPPER] = calvin_gripper(a[GRIPPER]);
+                if let Some(g) = a.last_mut() {
+                    *g = calvin_gripper(*g);
+                }
                 Ok(Action::Arm(a))
             }
             Preset::RealWorld => match &self.zscore {
@@ -198,13 +252,13 @@ impl PostProcessor {
                 None => Ok(Action::Arm(x.to_vec())),
             },
             Preset::Bridge => {
-                expect(GRIPPER + 1)?;
+                expect(BRIDGE_ACTION_DIM)?;
                 let a = self.unnormalized(x);
                 let (axis, angle) = euler_sxyz_to_axis_angle(a[3], a[4], a[5]);
                 Ok(Action::Bridge(BridgeAction {
                     world_vector: [a[0], a[1], a[2]].map(|v| v * self.action_scale),
                     rot_axangle: axis.map(|v| v * angle),
-                    gripper: bridge_gripper(a[GRIPPER]),
+                    gripper: bridge_gripper(a[BRIDGE_GRIPPER]),
                     terminate: 0.0,
                 }))
             }
@@ -287,7 +341,7 @@ pub fn nav_action(probs: &[f64]) -> Result<NavAction, PostProcessError> {
     }
     NavAction::from_id(best).ok_or(PostProcessError::Dim {
         got: probs.len(),
-        expected: 4,
+        expected: NAV_ACTION_DIM as usize,
     })
 }
 
@@ -351,5 +405,60 @@ mod tests {
         assert!(libero.apply(&[f64::NAN; 7]).is_err());
         assert_eq!(Preset::from_name("Bridge"), Some(Preset::Bridge));
         assert_eq!(Preset::for_head(HeadKind::R2r), Preset::R2r);
+    }
+
+    #[test]
+    fn arm_presets_follow_the_head_action_width() {
+        let bounds = ActionBounds {
+            q01: vec![-1.0; 5],
+            q99: vec![3.0; 5],
+            mask: vec![true, true, true, true, false],
+            mean: None,
+            std: None,
+        };
+        let libero = PostProcessor::new(Preset::Libero, Some(bounds.clone()), None)
+            .unwrap()
+            .with_action_dim(5)
+            .unwrap();
+        assert_eq!(libero.action_dim(), 5);
+        // The gripper convention applies to the last value, whatever the width.
+        assert_eq!(
+            libero.apply(&[0.0, 0.0, 0.0, 0.0, 0.8]).unwrap(),
+            Action::Arm(vec![1.0, 1.0, 1.0, 1.0, -1.0])
+        );
+        assert!(matches!(
+            libero.apply(&[0.0; 7]),
+            Err(PostProcessError::Dim { got: 7, expected: 5 })
+        ));
+        let calvin = PostProcessor::new(Preset::Calvin, None, None)
+            .unwrap()
+            .with_action_dim(3)
+            .unwrap();
+        assert_eq!(
+            calvin.apply(&[0.5, -0.5, -0.2]).unwrap(),
+            Action::Arm(vec![0.5, -0.5, -1.0])
+        );
+        // Bridge's format and R2R's actions have fixed widths; z-scores must match the head.
+        let bridge = PostProcessor::new(Preset::Bridge, Some(bounds), None).unwrap();
+        assert!(matches!(
+            bridge.with_action_dim(5),
+            Err(PostProcessError::HeadDim {
+                expected: 7,
+                got: 5,
+                ..
+            })
+        ));
+        let r2r = PostProcessor::new(Preset::R2r, None, None).unwrap();
+        assert!(r2r.clone().with_action_dim(5).is_err());
+        assert_eq!(r2r.with_action_dim(4).unwrap().action_dim(), 4);
+        let z = ZScoreStats {
+            action_mean: vec![0.0; 6],
+            action_std: vec![1.0; 6],
+            qpos_mean: vec![0.0; 6],
+            qpos_std: vec![1.0; 6],
+        };
+        let real = PostProcessor::new(Preset::RealWorld, None, Some(z)).unwrap();
+        assert!(real.clone().with_action_dim(7).is_err());
+        assert_eq!(real.with_action_dim(6).unwrap().action_dim(), 6);
     }
 }

@@ -16,7 +16,7 @@ use crate::model::heads::{ActionHead, HeadKind};
 use crate::model::prompt::{build_prompt, extract_latent_ids, history_string, PromptStyle, PromptTokenizer};
 use crate::model::vla::{DecodeState, StageObserver, UniVla};
 use crate::model::ModelError;
-use crate::runtime::ensemble::{EnsembleError, OpenLoopQueue, TemporalEnsembler};
+use crate::runtime::ensemble::{EnsembleError, OpenLoopQueue, TemporalEnsembler, REAL_WORLD_TEMPORAL_SIZE};
 use crate::runtime::postprocess::{Action, PostProcessError, PostProcessor, Preset};
 use crate::runtime::preprocess::{ImageProcessor, PreprocessError, ResizeMethod, RgbImage};
 use crate::runtime::stats::{DatasetStatistics, StatsError, ZScoreStats};
@@ -75,7 +75,8 @@ pub struct PolicyOptions {
     /// normalise proprio.
     pub realworld_stats: Option<PathBuf>,
     pub execution: Execution,
-    /// Ensemble size; `None`: the reference's for the preset.
+    /// Ensemble size; `None`: the `temporal_size` recorded with the head, else the reference's
+    /// for the preset and the head's window ([`default_temporal_size`]).
     pub temporal_size: Option<usize>,
     /// `None`: the reference's for the preset.
     pub prompt_style: Option<PromptStyle>,
@@ -107,16 +108,15 @@ impl PolicyOptions {
     }
 }
 
-/// The reference's ensemble size for a preset (real world: last 8 of the chunk).
+/// The reference's ensemble size for a head of `window` steps: the whole chunk
+/// (`temporal_size = window_size` in the LIBERO, Bridge and R2R evaluations, so 12, 10 and 4 for
+/// the released heads), except the real-world deployment, which ensembles the last
+/// [`REAL_WORLD_TEMPORAL_SIZE`] steps of its chunk (all of a shorter one).
 pub fn default_temporal_size(preset: Preset, window: usize) -> usize {
     match preset {
-        Preset::Libero => 12,
-        Preset::Bridge => 10,
-        Preset::R2r => 4,
-        Preset::RealWorld => 8,
-        Preset::Calvin => window,
+        Preset::RealWorld => REAL_WORLD_TEMPORAL_SIZE.min(window),
+        Preset::Libero | Preset::Bridge | Preset::R2r | Preset::Calvin => window,
     }
-    .min(window.max(1))
 }
 
 /// The reference's prompt history convention for a preset.
@@ -202,14 +202,23 @@ impl Policy {
             .as_deref()
             .map(ZScoreStats::from_file)
             .transpose()?;
-        let post = PostProcessor::new(preset, bounds, zscore.clone())?;
+        let post = PostProcessor::new(preset, bounds, zscore.clone())?.with_action_dim(head.action_dim() as usize)?;
         let window = head.window() as usize;
         let temporal_size = opts
             .temporal_size
+            .or_else(|| head.temporal_size().map(|n| n as usize))
             .unwrap_or_else(|| default_temporal_size(preset, window));
         if temporal_size == 0 || temporal_size > window {
             return Err(RuntimeError::Invalid(format!(
                 "temporal ensemble size {temporal_size} must be between 1 and the chunk length {window}"
+            )));
+        }
+        // Only the real-world deployment ensembles part of a chunk (its last rows); the others
+        // ensemble whole chunks, so their size is the window.
+        if preset != Preset::RealWorld && opts.execution == Execution::Ensemble && temporal_size != window {
+            return Err(RuntimeError::Invalid(format!(
+                "temporal ensemble size {temporal_size} differs from the {window}-step chunks of this \
+                 {preset:?} head; only the real-world preset ensembles the last rows of a chunk"
             )));
         }
         let style = opts.prompt_style.unwrap_or_else(|| default_prompt_style(preset));
@@ -259,8 +268,20 @@ impl Policy {
         &self.post
     }
 
+    /// Ensemble size N the sessions use: how many chunks are averaged per step (the whole
+    /// chunk's window for LIBERO, Bridge and R2R heads; the real-world head's last rows).
     pub fn temporal_size(&self) -> usize {
         self.temporal_size
+    }
+
+    /// Steps per chunk of the loaded head (from its weights or config).
+    pub fn window(&self) -> usize {
+        self.head.window() as usize
+    }
+
+    /// Values per chunk step of the loaded head (from its weights or config).
+    pub fn action_dim(&self) -> usize {
+        self.head.action_dim() as usize
     }
 }
 
@@ -537,5 +558,25 @@ impl Session {
             PromptStyle::R2rListRepr if !generated.iter().all(|id| R2R_HISTORY_IDS.contains(id)) => String::new(),
             _ => history_string(latent_ids).unwrap_or_default(),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ensemble_spans_the_head_window() {
+        // The released windows give the reference's sizes.
+        assert_eq!(default_temporal_size(Preset::Libero, 12), 12);
+        assert_eq!(default_temporal_size(Preset::Bridge, 10), 10);
+        assert_eq!(default_temporal_size(Preset::R2r, 4), 4);
+        assert_eq!(default_temporal_size(Preset::RealWorld, 12), REAL_WORLD_TEMPORAL_SIZE);
+        // Other windows: the whole chunk (the real-world head: at most its last 8 rows).
+        assert_eq!(default_temporal_size(Preset::R2r, 5), 5);
+        assert_eq!(default_temporal_size(Preset::Libero, 14), 14);
+        assert_eq!(default_temporal_size(Preset::Bridge, 12), 12);
+        assert_eq!(default_temporal_size(Preset::RealWorld, 5), 5);
+        assert_eq!(default_temporal_size(Preset::RealWorld, 16), REAL_WORLD_TEMPORAL_SIZE);
     }
 }

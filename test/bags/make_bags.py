@@ -9,11 +9,17 @@ and CDR bytes (hex) so the Rust reader can be checked byte for byte.
 
 Episode (frame k = 0..FRAMES-1 at 10 Hz, t_k = T0 + k*100 ms):
   /camera/image_raw   sensor_msgs/Image rgb8 WIDTHxHEIGHT, data[0] = k, data[1..] = (k*7+i) % 256
-  /joint_trajectory   trajectory_msgs/JointTrajectory at t_k - 1 ms, positions = action(k)
+  /joint_trajectory   trajectory_msgs/JointTrajectory at t_k + 1 ms, positions = action(k): the
+                      command sent in response to frame k, recorded just after it
   /joint_states       sensor_msgs/JointState at 20 Hz from t_0 - 20 ms, position = [0.5*j, -0.25*j]
   /instruction        std_msgs/String once at t_0 - 50 ms
   /weird              my_pkg/msg/Weird (a type the Rust side does not know), 5 messages
   /tf_like            geometry_msgs/msg/Twist, unrelated, 3 messages
+
+OUT_DIR/alignment/jitter_mcap and OUT_DIR/alignment/jitter_sqlite3 hold the same frames with
+only the commands, each still answering its frame but recorded at a varying delay: action(k) at
+t_k + JITTER_LATE_MS for k < JITTER_SWITCH (closer to the next frame than to its own), and at
+t_k + JITTER_EARLY_MS afterwards.
 """
 import json
 import sys
@@ -28,6 +34,10 @@ WIDTH, HEIGHT = 32, 24
 T0 = 1_700_000_000_000_000_000
 PERIOD = 100_000_000
 INSTRUCTION = "put the red block in the bowl"
+COMMAND_DELAY = 1_000_000
+JITTER_LATE_MS = 80
+JITTER_EARLY_MS = 10
+JITTER_SWITCH = 10
 
 
 def action(k: int) -> list[float]:
@@ -48,7 +58,20 @@ def main() -> None:
     def header(t: int, frame: str) -> object:
         return Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id=frame)
 
+    def trajectory(k: int, t: int) -> object:
+        point = T["trajectory_msgs/msg/JointTrajectoryPoint"](
+            positions=np.array(action(k), dtype=np.float64),
+            velocities=np.array([], dtype=np.float64),
+            accelerations=np.array([], dtype=np.float64),
+            effort=np.array([], dtype=np.float64),
+            time_from_start=Duration(sec=0, nanosec=100_000_000),
+        )
+        return T["trajectory_msgs/msg/JointTrajectory"](
+            header=header(t, "base"), joint_names=["x", "y", "z", "gripper"], points=[point]
+        )
+
     msgs = []  # (topic, type, t, message)
+    jitter = []  # the alignment episode
     msgs.append(("/instruction", "std_msgs/msg/String", T0 - 50_000_000, T["std_msgs/msg/String"](data=INSTRUCTION)))
     for j in range(2 * FRAMES + 2):
         t = T0 - 20_000_000 + j * PERIOD // 2
@@ -74,17 +97,12 @@ def main() -> None:
             data=data,
         )
         msgs.append(("/camera/image_raw", "sensor_msgs/msg/Image", t, img))
-        point = T["trajectory_msgs/msg/JointTrajectoryPoint"](
-            positions=np.array(action(k), dtype=np.float64),
-            velocities=np.array([], dtype=np.float64),
-            accelerations=np.array([], dtype=np.float64),
-            effort=np.array([], dtype=np.float64),
-            time_from_start=Duration(sec=0, nanosec=100_000_000),
-        )
-        traj = T["trajectory_msgs/msg/JointTrajectory"](
-            header=header(t - 1_000_000, "base"), joint_names=["x", "y", "z", "gripper"], points=[point]
-        )
-        msgs.append(("/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", t - 1_000_000, traj))
+        tc = t + COMMAND_DELAY
+        msgs.append(("/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", tc, trajectory(k, tc)))
+        jitter.append(("/camera/image_raw", "sensor_msgs/msg/Image", t, img))
+        delay_ms = JITTER_LATE_MS if k < JITTER_SWITCH else JITTER_EARLY_MS
+        tj = t + delay_ms * 1_000_000
+        jitter.append(("/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", tj, trajectory(k, tj)))
     for i in range(5):
         msgs.append(("/weird", "my_pkg/msg/Weird", T0 + i * 333_000_000, T["my_pkg/msg/Weird"](foo=i, bar="x" * i)))
     for i in range(3):
@@ -92,18 +110,23 @@ def main() -> None:
         tw = T["geometry_msgs/msg/Twist"](linear=V(x=float(i), y=0.0, z=0.0), angular=V(x=0.0, y=0.0, z=-float(i)))
         msgs.append(("/tf_like", "geometry_msgs/msg/Twist", T0 + i * 500_000_000, tw))
     msgs.sort(key=lambda m: m[2])
+    jitter.sort(key=lambda m: m[2])
 
-    expected = []
-    for name, plugin, version in (("rosbags_mcap", StoragePlugin.MCAP, 9), ("rosbags_sqlite3", StoragePlugin.SQLITE3, 8)):
-        path = out / name
+    def write(path: Path, plugin: object, version: int, episode: list) -> None:
         with Writer(path, version=version, storage_plugin=plugin) as writer:
             conns = {}
-            for topic, ty, _, _ in msgs:
+            for topic, ty, _, _ in episode:
                 if topic not in conns:
                     conns[topic] = writer.add_connection(topic, ty, typestore=store)
-            for topic, ty, t, msg in msgs:
+            for topic, ty, t, msg in episode:
                 writer.write(conns[topic], t, store.serialize_cdr(msg, ty))
         (path / "instruction.txt").write_text(INSTRUCTION + "\n")
+
+    expected = []
+    (out / "alignment").mkdir(exist_ok=True)
+    for suffix, plugin, version in (("mcap", StoragePlugin.MCAP, 9), ("sqlite3", StoragePlugin.SQLITE3, 8)):
+        write(out / f"rosbags_{suffix}", plugin, version, msgs)
+        write(out / "alignment" / f"jitter_{suffix}", plugin, version, jitter)
     for topic, ty, t, msg in msgs:
         expected.append({"topic": topic, "type": ty, "t": t, "cdr": store.serialize_cdr(msg, ty).hex()})
     (out / "expected.json").write_text(

@@ -1,4 +1,5 @@
-//! `univla make-checkpoint`: a small random checkpoint in the official on-disk format.
+//! `univla make-checkpoint`: a small random checkpoint in the official on-disk format, optionally
+//! with non-reference head sizes (window, action width, head count, R2R without visual pool).
 use std::path::PathBuf;
 
 use univla_ros::model::synthetic::{write_checkpoint, HeadVariant, SyntheticSpec};
@@ -21,6 +22,19 @@ pub struct MakeCheckpointArgs {
     pub layers: Option<i64>,
     #[arg(long)]
     pub intermediate_size: Option<i64>,
+    /// Chunk length (window) of every head written (default: each head's reference window, 12
+    /// for the arm heads and 4 for R2R).
+    #[arg(long)]
+    pub window: Option<i64>,
+    /// Action width of the arm heads, their statistics and the real-world proprio (default 7).
+    #[arg(long)]
+    pub action_dim: Option<i64>,
+    /// Attention heads of the action heads' MAP blocks (default: the preset's).
+    #[arg(long)]
+    pub head_heads: Option<i64>,
+    /// Write the R2R head without its visual pool (the reference's `add_visual_embed=False`).
+    #[arg(long)]
+    pub r2r_without_visual_embed: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: i64,
 }
@@ -37,6 +51,14 @@ pub fn run(args: MakeCheckpointArgs) -> anyhow::Result<()> {
     if let Some(i) = args.intermediate_size {
         spec.intermediate_size = i;
     }
+    spec.head_window = args.window;
+    if let Some(a) = args.action_dim {
+        spec.arm_action_dim = a;
+    }
+    if let Some(h) = args.head_heads {
+        spec.head_num_heads = h;
+    }
+    spec.r2r_visual_embed = !args.r2r_without_visual_embed;
     let heads = if args.heads.is_empty() {
         vec![HeadVariant::RealWorld, HeadVariant::Libero, HeadVariant::R2r]
     } else {

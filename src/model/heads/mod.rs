@@ -2,8 +2,11 @@
 //! states (`visual_embed` `[B, 256, vis]`, `latent_action` `[B, 4, vis]`) into an action chunk.
 //!
 //! The variant is recognised from the checkpoint keys and every size is read from the weights
-//! (the official code hard-codes them); only the head count is not stored, so it is 8 unless an
-//! `action_decoder_config.json` beside the checkpoint names the file with another `n_heads`.
+//! (the official code hard-codes them): widths, whether the R2R head pools the visual embedding
+//! (`add_visual_embed`), and the output rows `window × action_dim`. What the weights cannot tell
+//! comes from the file's entry in an `action_decoder_config.json` beside it (`n_heads`,
+//! `window_size`, `action_dim`, `temporal_size`); without one the reference's values are the
+//! defaults: 8 heads, 7-wide arm actions, 4 navigation logits.
 pub mod map_block;
 
 use std::path::Path;
@@ -16,9 +19,11 @@ use super::{torch_pt, VarBuilder};
 
 pub use self::map_block::{MapAttention, RmsNorm, SwishGlu};
 
-/// Attention heads of the MAP blocks in every released head.
+/// Attention heads of the MAP blocks in every released head (the default when no config names
+/// another count: the head count is not stored in the weights).
 pub const DEFAULT_N_HEADS: i64 = 8;
-/// Action width of the arm heads (xyz, roll/pitch/yaw, gripper).
+/// Action width of the arm heads (xyz, roll/pitch/yaw, gripper): the reference hard-codes it, so
+/// it is the default when no config names another width.
 pub const ARM_ACTION_DIM: i64 = 7;
 /// Logits per step of the R2R navigation head (stop, forward, left, right).
 pub const NAV_ACTION_DIM: i64 = 4;
@@ -44,8 +49,9 @@ pub struct HeadOutput {
     pub raw: Tensor,
     /// `[B, W, A]`: the action chunk (R2R: softmax probabilities).
     pub chunk: Tensor,
-    /// `[B, E]`: `visual_pool(visual_embed)`.
-    pub visual_pool_out: Tensor,
+    /// `[B, E]`: `visual_pool(visual_embed)` (`None` for an R2R head trained without the visual
+    /// embedding).
+    pub visual_pool_out: Option<Tensor>,
     /// `[B, E]`: the latent-action pool output (`attn_pool` / `latent_action_pool`).
     pub action_pool_out: Tensor,
     /// `[B, E]`: `proprio_proj(proprio)` (real-world head only).
@@ -73,13 +79,77 @@ struct ProprioProj {
     in_dim: i64,
 }
 
+/// Sizes a head's weights do not record, from its `action_decoder_config.json` entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadConfig {
+    /// Attention heads of the MAP blocks (`n_heads`).
+    pub n_heads: Option<i64>,
+    /// Steps per chunk (`window_size`); the weights give `window × action_dim` rows.
+    pub window: Option<i64>,
+    /// Values per step (`action_dim`).
+    pub action_dim: Option<i64>,
+    /// Temporal ensemble size the head was deployed with (`temporal_size`).
+    pub temporal_size: Option<i64>,
+}
+
+impl HeadConfig {
+    /// The entry for `path` in the `action_decoder_config.json` beside it; all `None` when there
+    /// is no such file or entry.
+    pub fn for_file(path: &Path) -> Result<Self> {
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            return Ok(Self::default());
+        };
+        let config = path.with_file_name(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&config) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(ModelError::Io { path: config, source }),
+        };
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: config.clone(),
+            source,
+        })?;
+        let Some(decoders) = json.get("decoders").and_then(|d| d.as_object()) else {
+            return Ok(Self::default());
+        };
+        let Some(entry) = decoders.values().find(|entry| {
+            ["pt_file", "safetensors_file"]
+                .iter()
+                .any(|k| entry.get(k).and_then(|v| v.as_str()) == Some(file_name))
+        }) else {
+            return Ok(Self::default());
+        };
+        let positive = |key: &str| -> Result<Option<i64>> {
+            match entry.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => match v.as_i64() {
+                    Some(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(ModelError::Config(format!(
+                        "{}: {key} of {file_name} must be a positive integer, found {v}",
+                        config.display()
+                    ))),
+                },
+            }
+        };
+        Ok(Self {
+            n_heads: positive("n_heads")?,
+            window: positive("window_size")?,
+            action_dim: positive("action_dim")?,
+            temporal_size: positive("temporal_size")?,
+        })
+    }
+}
+
 /// An action decoder head with its variant-specific wiring.
 pub struct ActionHead {
     kind: HeadKind,
     window: i64,
     action_dim: i64,
     n_heads: i64,
-    visual_pool: MapBlock,
+    /// `temporal_size` recorded beside the weights, if any.
+    temporal_size: Option<i64>,
+    /// `None`: an R2R head trained with `add_visual_embed=False` (its output reads `z` alone).
+    visual_pool: Option<MapBlock>,
     action_pool: MapBlock,
     proprio: Option<ProprioProj>,
     proj: Linear,
@@ -87,16 +157,24 @@ pub struct ActionHead {
 }
 
 impl ActionHead {
-    /// Loads a head from a `.safetensors` file or a `torch.save` file (`.pt`, `.pth`, ...).
-    /// The head count is [`DEFAULT_N_HEADS`] unless `action_decoder_config.json` beside the file
-    /// says otherwise.
+    /// Loads a head from a `.safetensors` file or a `torch.save` file (`.pt`, `.pth`, ...), with
+    /// the sizes its `action_decoder_config.json` entry records (see [`HeadConfig`]).
     pub fn load(path: &Path, device: Device) -> Result<Self> {
-        let n_heads = n_heads_from_config(path)?.unwrap_or(DEFAULT_N_HEADS);
-        Self::load_with_heads(path, n_heads, device)
+        let config = HeadConfig::for_file(path)?;
+        Self::load_with_config(path, &config, device)
     }
 
-    /// As [`Self::load`] with an explicit head count.
+    /// As [`Self::load`] with an explicit head count (other sizes from the config beside it).
     pub fn load_with_heads(path: &Path, n_heads: i64, device: Device) -> Result<Self> {
+        let config = HeadConfig {
+            n_heads: Some(n_heads),
+            ..HeadConfig::for_file(path)?
+        };
+        Self::load_with_config(path, &config, device)
+    }
+
+    /// As [`Self::load`] with the given sizes.
+    pub fn load_with_config(path: &Path, config: &HeadConfig, device: Device) -> Result<Self> {
         let is_safetensors = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
         let vb = if is_safetensors {
             VarBuilder::from_safetensors(&[path], Kind::Float, device)?
@@ -104,11 +182,24 @@ impl ActionHead {
             let tensors = torch_pt::read_state_dict(path, None)?;
             VarBuilder::from_tensors(path.display().to_string(), tensors, Kind::Float, device)
         };
-        Self::new(&vb, n_heads)
+        Self::with_config(&vb, config)
     }
 
-    /// Builds the head from weights; the variant is recognised from the keys.
+    /// Builds the head from weights with `n_heads` attention heads and the default sizes.
     pub fn new(vb: &VarBuilder, n_heads: i64) -> Result<Self> {
+        Self::with_config(
+            vb,
+            &HeadConfig {
+                n_heads: Some(n_heads),
+                ..HeadConfig::default()
+            },
+        )
+    }
+
+    /// Builds the head from weights; the variant is recognised from the keys, the sizes the
+    /// weights do not record come from `config` (else the reference's defaults).
+    pub fn with_config(vb: &VarBuilder, config: &HeadConfig) -> Result<Self> {
+        let n_heads = config.n_heads.unwrap_or(DEFAULT_N_HEADS);
         let kind = if vb.contains("latent_action_pool.latents") {
             HeadKind::Libero
         } else if vb.contains("attn_pool.latents") && vb.contains("proprio_proj.0.weight") {
@@ -122,7 +213,6 @@ impl ActionHead {
                 keys.join(", ")
             )));
         };
-        let visual_pool = MapBlock::new(&vb.pp("visual_pool"), n_heads)?;
         let pool_name = if kind == HeadKind::Libero {
             "latent_action_pool"
         } else {
@@ -130,24 +220,29 @@ impl ActionHead {
         };
         let action_pool = MapBlock::new(&vb.pp(pool_name), n_heads)?;
         let embed = action_pool.embed_dim();
-        if visual_pool.embed_dim() != embed {
-            return Err(ModelError::Config(format!(
-                "visual_pool width {} differs from {pool_name} width {embed}",
-                visual_pool.embed_dim()
-            )));
-        }
-        let (proj_vb, action_dim, proj_in) = match kind {
+        // Only the R2R reference makes the visual pool optional (`add_visual_embed`); the arm
+        // heads always have one, so a missing one there is a load error below.
+        let visual_pool = if kind != HeadKind::R2r || vb.contains("visual_pool.latents") {
+            let pool = MapBlock::new(&vb.pp("visual_pool"), n_heads)?;
+            if pool.embed_dim() != embed {
+                return Err(ModelError::Config(format!(
+                    "visual_pool width {} differs from {pool_name} width {embed}",
+                    pool.embed_dim()
+                )));
+            }
+            Some(pool)
+        } else {
+            None
+        };
+        let (proj_vb, default_dim, proj_in) = match kind {
             HeadKind::Libero => (vb.pp("proj").pp(0), ARM_ACTION_DIM, embed),
             HeadKind::RealWorld => (vb.pp("proj").pp(0), ARM_ACTION_DIM, 2 * embed),
-            HeadKind::R2r => (vb.pp("proj"), NAV_ACTION_DIM, 2 * embed),
+            HeadKind::R2r if visual_pool.is_some() => (vb.pp("proj"), NAV_ACTION_DIM, 2 * embed),
+            HeadKind::R2r => (vb.pp("proj"), NAV_ACTION_DIM, embed),
         };
         let rows = proj_vb.require_shape("weight")?[0];
-        if rows <= 0 || rows % action_dim != 0 {
-            return Err(ModelError::Config(format!(
-                "{}: {rows} rows is not a multiple of the action width {action_dim}",
-                proj_vb.path("weight")
-            )));
-        }
+        let (window, action_dim) = chunk_shape(rows, config, default_dim)
+            .map_err(|why| ModelError::Config(format!("{}: {why}", proj_vb.path("weight"))))?;
         let proj = Linear::new(&proj_vb, proj_in, rows, true)?;
         let proprio = if kind == HeadKind::RealWorld {
             let pvb = vb.pp("proprio_proj");
@@ -162,9 +257,10 @@ impl ActionHead {
         };
         Ok(Self {
             kind,
-            window: rows / action_dim,
+            window,
             action_dim,
             n_heads,
+            temporal_size: config.temporal_size,
             visual_pool,
             action_pool,
             proprio,
@@ -189,7 +285,7 @@ impl ActionHead {
 
     /// Width of the hidden states the head expects (the LM hidden size).
     pub fn vis_dim(&self) -> i64 {
-        self.visual_pool.in_dim()
+        self.action_pool.in_dim()
     }
 
     /// Width of the pooled embeddings.
@@ -199,6 +295,16 @@ impl ActionHead {
 
     pub fn n_heads(&self) -> i64 {
         self.n_heads
+    }
+
+    /// The temporal ensemble size recorded with the head (`temporal_size` in its config), if any.
+    pub fn temporal_size(&self) -> Option<i64> {
+        self.temporal_size
+    }
+
+    /// Whether the head pools the visual embedding (R2R heads may be trained without it).
+    pub fn uses_visual_embed(&self) -> bool {
+        self.visual_pool.is_some()
     }
 
     /// Whether [`Self::forward`] needs `proprio`.
@@ -231,23 +337,36 @@ impl ActionHead {
         if self.kind != HeadKind::R2r && tokens > LATENT_TOKENS {
             latent = latent.f_narrow(1, tokens - LATENT_TOKENS, LATENT_TOKENS)?;
         }
-        let visual_pool_out = self.visual_pool.forward(&visual, None)?;
-        let (action_pool_out, proprio_out, raw) = match self.kind {
-            HeadKind::Libero => {
-                let z = self.action_pool.forward(&latent, Some(&visual_pool_out))?;
+        let visual_pool_out = match &self.visual_pool {
+            Some(pool) => Some(pool.forward(&visual, None)?),
+            None => None,
+        };
+        let (action_pool_out, proprio_out, raw) = match (self.kind, &visual_pool_out) {
+            (HeadKind::Libero, Some(v)) => {
+                let z = self.action_pool.forward(&latent, Some(v))?;
                 let raw = self.proj.forward(&z)?.f_tanh()?;
                 (z, None, raw)
             }
-            HeadKind::RealWorld => {
-                let z = self.action_pool.forward(&latent, Some(&visual_pool_out))?;
+            (HeadKind::RealWorld, Some(v)) => {
+                let z = self.action_pool.forward(&latent, Some(v))?;
                 let p = self.proprio_forward(proprio, batch)?;
                 let raw = self.proj.forward(&Tensor::f_cat(&[&z, &p], 1)?)?;
                 (z, Some(p), raw)
             }
-            HeadKind::R2r => {
+            (HeadKind::R2r, Some(v)) => {
                 let z = self.action_pool.forward(&latent, None)?;
-                let raw = self.proj.forward(&Tensor::f_cat(&[&z, &visual_pool_out], 1)?)?;
+                let raw = self.proj.forward(&Tensor::f_cat(&[&z, v], 1)?)?;
                 (z, None, raw)
+            }
+            (HeadKind::R2r, None) => {
+                let z = self.action_pool.forward(&latent, None)?;
+                let raw = self.proj.forward(&z)?;
+                (z, None, raw)
+            }
+            (HeadKind::Libero | HeadKind::RealWorld, None) => {
+                return Err(ModelError::Invalid(
+                    "arm heads pool the visual embedding, but this one has no visual_pool".into(),
+                ))
             }
         };
         let chunk = raw.f_reshape([batch, self.window, self.action_dim])?;
@@ -296,37 +415,28 @@ impl ActionHead {
 
 /// The `n_heads` recorded for `path` in an `action_decoder_config.json` beside it, if any.
 pub fn n_heads_from_config(path: &Path) -> Result<Option<i64>> {
-    let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
-        return Ok(None);
-    };
-    let config = path.with_file_name(CONFIG_FILE);
-    let text = match std::fs::read_to_string(&config) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(ModelError::Io { path: config, source }),
-    };
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-        path: config.clone(),
-        source,
-    })?;
-    let Some(decoders) = json.get("decoders").and_then(|d| d.as_object()) else {
-        return Ok(None);
-    };
-    for entry in decoders.values() {
-        let names = ["pt_file", "safetensors_file"].map(|k| entry.get(k).and_then(|v| v.as_str()));
-        if names.contains(&Some(file_name)) {
-            let n = entry.get("n_heads").and_then(|v| v.as_i64());
-            return match n {
-                Some(n) if n > 0 => Ok(Some(n)),
-                Some(n) => Err(ModelError::Config(format!(
-                    "{}: n_heads {n} for {file_name}",
-                    config.display()
-                ))),
-                None => Ok(None),
-            };
+    Ok(HeadConfig::for_file(path)?.n_heads)
+}
+
+/// Splits `rows` output values into `(window, action_dim)`: from the config's `action_dim` or
+/// `window_size` when given (both must agree with `rows`), else with `default_dim` values per step.
+fn chunk_shape(rows: i64, config: &HeadConfig, default_dim: i64) -> std::result::Result<(i64, i64), String> {
+    let (window, dim) = match (config.window, config.action_dim) {
+        (Some(w), Some(a)) => (w, a),
+        (Some(w), None) => (w, if rows % w == 0 { rows / w } else { 0 }),
+        (None, a) => {
+            let a = a.unwrap_or(default_dim);
+            (if rows % a == 0 { rows / a } else { 0 }, a)
         }
+    };
+    if rows <= 0 || window <= 0 || dim <= 0 || window * dim != rows {
+        return Err(format!(
+            "{rows} output rows do not split into a window of {} steps × {} values",
+            config.window.map_or("W".into(), |w| w.to_string()),
+            config.action_dim.unwrap_or(default_dim)
+        ));
     }
-    Ok(None)
+    Ok((window, dim))
 }
 
 #[cfg(test)]
