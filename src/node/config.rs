@@ -452,9 +452,10 @@ pub enum ChunkAlignment {
 }
 
 impl ChunkAlignment {
-    /// The scheduler alignment for a head of `preset`.
-    pub fn resolve(self, preset: Preset) -> Alignment {
-        let keep = (preset == Preset::RealWorld).then_some(REAL_WORLD_TEMPORAL_SIZE);
+    /// The scheduler alignment for a head of `preset` whose ensemble spans `temporal_size` chunks
+    /// (the real-world head keeps that many last rows: 8, or its window when shorter).
+    pub fn resolve(self, preset: Preset, temporal_size: usize) -> Alignment {
+        let keep = (preset == Preset::RealWorld).then_some(temporal_size);
         match (self, preset) {
             (ChunkAlignment::Measured, _) => Alignment::Measured,
             (ChunkAlignment::Auto, Preset::RealWorld) | (ChunkAlignment::Reference, _) => Alignment::Reference { keep },
@@ -812,16 +813,21 @@ mod tests {
         let a = arm(&["-p", "joint_names:=[a]"]).unwrap();
         assert_eq!(a.alignment, ChunkAlignment::Auto);
         assert_eq!(
-            a.alignment.resolve(Preset::RealWorld),
+            a.alignment.resolve(Preset::RealWorld, REAL_WORLD_TEMPORAL_SIZE),
             Alignment::Reference {
                 keep: Some(REAL_WORLD_TEMPORAL_SIZE)
             }
         );
-        assert_eq!(a.alignment.resolve(Preset::Libero), Alignment::Measured);
+        // A real-world head with a window under 8 keeps its whole (shorter) ensemble span.
+        assert_eq!(
+            a.alignment.resolve(Preset::RealWorld, 5),
+            Alignment::Reference { keep: Some(5) }
+        );
+        assert_eq!(a.alignment.resolve(Preset::Libero, 12), Alignment::Measured);
         let m = arm(&["-p", "joint_names:=[a]", "-p", "chunk_alignment:=measured"]).unwrap();
-        assert_eq!(m.alignment.resolve(Preset::RealWorld), Alignment::Measured);
+        assert_eq!(m.alignment.resolve(Preset::RealWorld, 8), Alignment::Measured);
         let r = arm(&["-p", "joint_names:=[a]", "-p", "chunk_alignment:=reference"]).unwrap();
-        assert_eq!(r.alignment.resolve(Preset::Bridge), Alignment::Reference { keep: None });
+        assert_eq!(r.alignment.resolve(Preset::Bridge, 5), Alignment::Reference { keep: None });
         let e = arm(&["-p", "joint_names:=[a]", "-p", "chunk_alignment:=late"])
             .unwrap_err()
             .to_string();

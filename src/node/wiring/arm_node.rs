@@ -192,7 +192,7 @@ fn settings(cfg: &ArmConfig, info: &ros_io::ModelInfo) -> ArmSettings {
         max_instruction_chars: c.max_instruction_chars,
         dry_run: c.dry_run,
         chunk_mode: c.chunk_mode,
-        alignment: cfg.alignment.resolve(info.preset),
+        alignment: cfg.alignment.resolve(info.preset, info.temporal_size),
         action_dim: info.action_dim,
         default_ensemble: info.temporal_size,
         preview: c.publish_monitoring,
