@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything univla_ros needs to build and test on a fresh Debian 12 machine, idempotently:
-#   * Debian packages (OpenCV, clang for the opencv bindings, iproute2 for the test namespace),
+#   * Debian packages (OpenCV, clang for the opencv bindings, iproute2 for the test namespace,
+#     g++ and Fast DDS 2.9 for the C++ test peer that plays an rclcpp node on rmw_fastrtps),
 #   * a Python virtual environment holding the PyPI torch==2.13.0 wheel (libtorch for `tch`),
 #     kept in a cache outside the clone ($UNIVLA_CACHE, default ~/.cache/univla_ros) and linked
 #     as ./.venv, so a second run, or a second clone, does not reinstall the multi-GB wheel set.
@@ -16,7 +17,7 @@ venv="$cache/venv-torch-$TORCH_VERSION"
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
-apt_pkgs=(libopencv-dev libclang-dev clang pkg-config iproute2 util-linux python3-venv)
+apt_pkgs=(libopencv-dev libclang-dev clang pkg-config iproute2 util-linux python3-venv g++ libfastrtps-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,21 +1,32 @@
 //! Action server and client on our boundary, for any [`RosAction`] (e.g. `univla_msgs/Execute`,
-//! `control_msgs/FollowJointTrajectory`), over ros2-client's async action server.
+//! `control_msgs/FollowJointTrajectory`).
 //!
 //! Server flow: [`RosActionServer::next_event`] yields new goals and cancel requests; a goal is
 //! [`accept`](RosActionServer::accept)ed (and starts executing) or
 //! [`reject`](RosActionServer::reject)ed; feedback goes out with
 //! [`publish_feedback`](RosActionServer::publish_feedback); every accepted goal ends with
-//! [`finish`](RosActionServer::finish), which waits until the client asks for the result
-//! (bound it with a timeout).
+//! [`finish`](RosActionServer::finish). The server keeps the goal table itself, on ros2-client's
+//! synchronous action endpoints, so that `get_result` is answered as rcl_action answers it (see
+//! [`RosActionServer`]). The client wraps ros2-client's action client.
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use futures::{FutureExt, Stream, StreamExt};
+use byteorder::LittleEndian;
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
 use ros2_client::action::{
-    ActionClientQosPolicies, ActionServerQosPolicies, CancelHandle, ExecutingGoalHandle, GoalEndStatus, GoalStatusEnum,
-    NewGoalHandle,
+    ActionClientQosPolicies, ActionServerQosPolicies, GetResultRequest, GetResultResponse, GoalId as ActionGoalId,
+    GoalInfo, GoalStatusEnum, SendGoalRequest, SendGoalResponse,
 };
-use ros2_client::{ActionClient, ActionServer, ActionTypeName, AsyncActionServer, Name, ServiceMapping};
+use ros2_client::action_msgs::{CancelGoalResponse, GoalStatus as ActionGoalStatus, GoalStatusArray};
+use ros2_client::builtin_interfaces::Time;
+use ros2_client::dds::rustdds::mio1;
+use ros2_client::{ActionClient, ActionServer, ActionTypeName, Name, RmwRequestId, ServiceMapping};
+use serde::{Deserialize, Serialize};
 
 use super::error::RosError;
 use super::msgs::RosAction;
@@ -113,9 +124,37 @@ impl From<GoalStatusEnum> for GoalStatus {
     }
 }
 
+/// How long an ended goal's result stays available to `get_result` when the server is created
+/// with [`RosActionServer::new`]: rcl_action's default on Humble (Iron and later shortened it
+/// to 10 s; a longer window only answers more clients).
+pub const DEFAULT_RESULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Longest the I/O thread sleeps between checks for expired results and missed wake-ups.
+const IO_TICK: Duration = Duration::from_millis(200);
+
+const GOAL_TOKEN: mio1::Token = mio1::Token(0);
+const CANCEL_TOKEN: mio1::Token = mio1::Token(1);
+const RESULT_TOKEN: mio1::Token = mio1::Token(2);
+const STOP_TOKEN: mio1::Token = mio1::Token(3);
+
+/// `action_msgs/srv/CancelGoal` return codes.
+mod cancel_code {
+    use ros2_client::action_msgs::CancelGoalResponseEnum;
+    pub const NONE: CancelGoalResponseEnum = CancelGoalResponseEnum::None;
+    pub const REJECTED: CancelGoalResponseEnum = CancelGoalResponseEnum::Rejected;
+    pub const UNKNOWN_GOAL: CancelGoalResponseEnum = CancelGoalResponseEnum::UnknownGoal;
+    pub const GOAL_TERMINATED: CancelGoalResponseEnum = CancelGoalResponseEnum::GoalTerminated;
+}
+
+/// `action_msgs/srv/CancelGoal_Request` with a readable field (ros2-client keeps its own
+/// copy's field crate-private; the CDR layout is the same, so we transcode through it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CancelGoalRequestMsg {
+    goal_info: GoalInfo,
+}
+
 /// A goal that arrived and awaits accept or reject.
 pub struct GoalRequest<A: RosAction> {
-    handle: NewGoalHandle<A::Goal>,
+    request: RmwRequestId,
     /// Goal id chosen by the client.
     pub id: GoalId,
     /// The goal itself.
@@ -124,14 +163,14 @@ pub struct GoalRequest<A: RosAction> {
 
 /// An accepted, executing goal.
 pub struct ActiveGoal<A: RosAction> {
-    handle: ExecutingGoalHandle<A::Goal>,
     /// Goal id chosen by the client.
     pub id: GoalId,
+    _action: PhantomData<fn() -> A>,
 }
 
 /// A cancel request; `goals` are the accepted/executing goals it names.
 pub struct CancelRequest {
-    handle: CancelHandle,
+    request: RmwRequestId,
     /// Goals the client asks to cancel (only ones that are still active).
     pub goals: Vec<GoalId>,
 }
@@ -142,22 +181,71 @@ pub enum ServerEvent<A: RosAction> {
     Cancel(CancelRequest),
 }
 
-/// An action server for `A` on one action name.
-pub struct RosActionServer<A: RosAction> {
-    inner: Arc<AsyncActionServer<A::Goal, A::Result, A::Feedback>>,
+/// One accepted goal, kept (as rcl_action keeps goal handles) until its result expires.
+struct GoalEntry<R> {
+    status: GoalStatusEnum,
+    accepted: Time,
+    /// The final result, once the goal has ended.
+    result: Option<R>,
+    /// When the goal ended (start of its `result_timeout`).
+    ended: Option<Instant>,
+    /// `get_result` requests that arrived while the goal was active.
+    waiting: Vec<RmwRequestId>,
+}
+
+impl<R> GoalEntry<R> {
+    fn cancelable(&self) -> bool {
+        matches!(self.status, GoalStatusEnum::Accepted | GoalStatusEnum::Executing)
+    }
+}
+
+type Shared<A> = ActionServer<<A as RosAction>::Goal, <A as RosAction>::Result, <A as RosAction>::Feedback>;
+
+/// The server's state and DDS endpoints, shared by the application side and the I/O thread.
+struct Core<A: RosAction> {
+    dds: Shared<A>,
+    goals: Mutex<BTreeMap<ActionGoalId, GoalEntry<A::Result>>>,
+    result_timeout: Duration,
     name: String,
+    stop: AtomicBool,
+}
+
+/// An action server for `A` on one action name, answering like an rcl_action server:
+///
+/// * `get_result` for a goal that is still active is answered when it ends; for an ended goal
+///   at once, from a kept copy of the result, as often and to as many clients as ask, until
+///   `result_timeout` after the goal ended; for an unknown or expired goal at once with
+///   `STATUS_UNKNOWN` (ros2-client's own `AsyncActionServer` reads result requests only while a
+///   goal is finishing, so a late or repeated request would never be answered);
+/// * the status topic lists every goal, ended ones included, until its result expires;
+/// * a cancel request naming an unknown goal is answered `ERROR_UNKNOWN_GOAL_ID`, one naming an
+///   ended goal `ERROR_GOAL_TERMINATED`, without involving the application.
+///
+/// Result and cancel requests are served by a background thread (`ros-action-io`), so they are
+/// answered even while the application is busy; goals and cancel requests reach the application
+/// through [`next_event`](Self::next_event).
+pub struct RosActionServer<A: RosAction> {
+    core: Arc<Core<A>>,
+    events: futures::lock::Mutex<mpsc::UnboundedReceiver<ServerEvent<A>>>,
+    waker: Arc<mio1::Waker>,
 }
 
 impl<A: RosAction> RosActionServer<A> {
-    /// Serves `A` on `name` (resolved and remapped like a topic).
+    /// Serves `A` on `name` (resolved and remapped like a topic), keeping results for
+    /// [`DEFAULT_RESULT_TIMEOUT`].
     pub fn new(node: &mut RosNode, name: &str) -> Result<Self, RosError> {
+        Self::with_result_timeout(node, name, DEFAULT_RESULT_TIMEOUT)
+    }
+
+    /// Serves `A` on `name`, keeping each ended goal's result for `result_timeout`.
+    pub fn with_result_timeout(node: &mut RosNode, name: &str, result_timeout: Duration) -> Result<Self, RosError> {
         let resolved = node.resolve(name)?;
         let create = |reason: String| RosError::Create {
             what: format!("action server {resolved}"),
             reason,
         };
         let ros_name = Name::parse(&resolved).map_err(|e| create(format!("{e:?}")))?;
-        let server: ActionServer<A::Goal, A::Result, A::Feedback> = node
+        let mut dds: Shared<A> = node
             .inner_mut()
             .create_action_server(
                 service_mapping(),
@@ -166,17 +254,205 @@ impl<A: RosAction> RosActionServer<A> {
                 server_qos(),
             )
             .map_err(|e| create(e.to_string()))?;
-        Ok(Self {
-            inner: Arc::new(AsyncActionServer::new(server)),
+        let poll = mio1::Poll::new().map_err(|e| create(format!("poll: {e}")))?;
+        let registry = poll.registry();
+        let interest = mio1::Interest::READABLE;
+        registry
+            .register(dds.goal_server(), GOAL_TOKEN, interest)
+            .and_then(|_| registry.register(dds.cancel_server(), CANCEL_TOKEN, interest))
+            .and_then(|_| registry.register(dds.result_server(), RESULT_TOKEN, interest))
+            .map_err(|e| create(format!("register with poll: {e}")))?;
+        let waker = Arc::new(mio1::Waker::new(registry, STOP_TOKEN).map_err(|e| create(format!("waker: {e}")))?);
+        let core = Arc::new(Core {
+            dds,
+            goals: Mutex::new(BTreeMap::new()),
+            result_timeout,
             name: resolved,
+            stop: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::unbounded();
+        let io_core = Arc::clone(&core);
+        std::thread::Builder::new()
+            .name("ros-action-io".into())
+            .spawn(move || io_core.run(poll, tx))
+            .map_err(|source| RosError::Thread {
+                name: "ros-action-io",
+                source,
+            })?;
+        // Latched empty status, as an rcl_action server publishes on start.
+        core.publish_statuses();
+        Ok(Self {
+            core,
+            events: futures::lock::Mutex::new(rx),
+            waker,
         })
     }
 
     /// Resolved action name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.core.name
     }
 
+    /// How long ended goals' results are kept.
+    pub fn result_timeout(&self) -> Duration {
+        self.core.result_timeout
+    }
+
+    fn err(&self, reason: String) -> RosError {
+        self.core.err(reason)
+    }
+
+    /// Waits for the next goal or cancel request.
+    pub async fn next_event(&self) -> Result<ServerEvent<A>, RosError> {
+        let mut events = self.events.lock().await;
+        events
+            .next()
+            .await
+            .ok_or_else(|| self.err("the action server's I/O thread has stopped".into()))
+    }
+
+    /// Accepts a goal and marks it executing.
+    pub async fn accept(&self, req: GoalRequest<A>) -> Result<ActiveGoal<A>, RosError> {
+        let now = Time::now();
+        {
+            let mut goals = self.core.lock_goals();
+            if goals.contains_key(&req.id.0) {
+                return Err(self.err(format!("accept {}: the goal id is already in use", req.id)));
+            }
+            goals.insert(
+                req.id.0,
+                GoalEntry {
+                    status: GoalStatusEnum::Accepted,
+                    accepted: now,
+                    result: None,
+                    ended: None,
+                    waiting: Vec::new(),
+                },
+            );
+        }
+        self.core
+            .dds
+            .send_goal_response(
+                req.request,
+                SendGoalResponse {
+                    accepted: true,
+                    stamp: now,
+                },
+            )
+            .map_err(|e| self.err(format!("accept {}: {e:?}", req.id)))?;
+        self.core.publish_statuses();
+        self.core.set_status(req.id.0, GoalStatusEnum::Executing);
+        self.core.publish_statuses();
+        Ok(ActiveGoal {
+            id: req.id,
+            _action: PhantomData,
+        })
+    }
+
+    /// Rejects a goal.
+    pub async fn reject(&self, req: GoalRequest<A>) -> Result<(), RosError> {
+        self.core
+            .dds
+            .send_goal_response(
+                req.request,
+                SendGoalResponse {
+                    accepted: false,
+                    stamp: Time::now(),
+                },
+            )
+            .map_err(|e| self.err(format!("reject {}: {e:?}", req.id)))
+    }
+
+    /// Answers a cancel request: the goals in `accept` start canceling (finish them with
+    /// [`GoalOutcome::Canceled`]); if none, the request is rejected.
+    pub async fn answer_cancel(&self, req: &CancelRequest, accept: &[GoalId]) -> Result<(), RosError> {
+        let canceling: Vec<GoalInfo> = {
+            let mut goals = self.core.lock_goals();
+            accept
+                .iter()
+                .filter(|g| req.goals.contains(g))
+                .filter_map(|g| {
+                    let entry = goals.get_mut(&g.0).filter(|e| e.cancelable())?;
+                    entry.status = GoalStatusEnum::Canceling;
+                    Some(GoalInfo {
+                        goal_id: g.0,
+                        stamp: entry.accepted,
+                    })
+                })
+                .collect()
+        };
+        let code = if canceling.is_empty() {
+            cancel_code::REJECTED
+        } else {
+            cancel_code::NONE
+        };
+        if !canceling.is_empty() {
+            self.core.publish_statuses();
+        }
+        self.core
+            .send_cancel(req.request, code, canceling)
+            .map_err(|e| self.err(format!("cancel response: {e}")))
+    }
+
+    /// Publishes feedback for an executing goal.
+    pub async fn publish_feedback(&self, goal: &ActiveGoal<A>, feedback: A::Feedback) -> Result<(), RosError> {
+        let active = self
+            .core
+            .lock_goals()
+            .get(&goal.id.0)
+            .is_some_and(|e| e.result.is_none());
+        if !active {
+            return Err(self.err(format!("feedback for {}: the goal is not active", goal.id)));
+        }
+        self.core
+            .dds
+            .send_feedback(goal.id.0, feedback)
+            .map_err(|e| self.err(format!("feedback for {}: {e:?}", goal.id)))
+    }
+
+    /// Ends a goal: publishes its final status, answers every `get_result` request waiting for
+    /// it and keeps the result for `result_timeout`. Resolves at once.
+    pub async fn finish(&self, goal: ActiveGoal<A>, outcome: GoalOutcome, result: A::Result) -> Result<(), RosError> {
+        let status = match outcome {
+            GoalOutcome::Succeeded => GoalStatusEnum::Succeeded,
+            GoalOutcome::Aborted => GoalStatusEnum::Aborted,
+            GoalOutcome::Canceled => GoalStatusEnum::Canceled,
+        };
+        let waiting = {
+            let mut goals = self.core.lock_goals();
+            let entry = goals
+                .get_mut(&goal.id.0)
+                .filter(|e| e.result.is_none())
+                .ok_or_else(|| self.err(format!("result for {}: the goal is not active", goal.id)))?;
+            entry.status = status;
+            entry.result = Some(result.clone());
+            entry.ended = Some(Instant::now());
+            std::mem::take(&mut entry.waiting)
+        };
+        self.core.publish_statuses();
+        let mut failed = Vec::new();
+        for request in waiting {
+            if let Err(e) = self.core.send_result(request, status, result.clone()) {
+                failed.push(e);
+            }
+        }
+        match failed.is_empty() {
+            true => Ok(()),
+            false => Err(self.err(format!("result for {}: {}", goal.id, failed.join("; ")))),
+        }
+    }
+}
+
+impl<A: RosAction> Drop for RosActionServer<A> {
+    fn drop(&mut self) {
+        self.core.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            tracing::warn!("action server {}: cannot stop its I/O thread: {e}", self.core.name);
+        }
+    }
+}
+
+impl<A: RosAction> Core<A> {
     fn err(&self, reason: String) -> RosError {
         RosError::Action {
             action: self.name.clone(),
@@ -184,75 +460,229 @@ impl<A: RosAction> RosActionServer<A> {
         }
     }
 
-    /// Waits for the next goal or cancel request.
-    pub async fn next_event(&self) -> Result<ServerEvent<A>, RosError> {
-        futures::select! {
-            goal = self.inner.receive_new_goal().fuse() => {
-                let handle = goal.map_err(|e| self.err(format!("receiving a goal: {e}")))?;
-                let goal = self.inner.get_new_goal(handle.clone()).ok_or_else(|| self.err("goal vanished".into()))?;
-                Ok(ServerEvent::Goal(GoalRequest { id: GoalId(handle.goal_id()), handle, goal }))
+    /// The goal table (a poisoned lock only means another thread panicked mid-update; the
+    /// table itself stays consistent, so keep serving).
+    fn lock_goals(&self) -> std::sync::MutexGuard<'_, BTreeMap<ActionGoalId, GoalEntry<A::Result>>> {
+        self.goals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_status(&self, id: ActionGoalId, status: GoalStatusEnum) {
+        if let Some(e) = self.lock_goals().get_mut(&id) {
+            e.status = status;
+        }
+    }
+
+    fn publish_statuses(&self) {
+        let status_list = self
+            .lock_goals()
+            .iter()
+            .map(|(id, e)| ActionGoalStatus {
+                goal_info: GoalInfo {
+                    goal_id: *id,
+                    stamp: e.accepted,
+                },
+                status: e.status,
+            })
+            .collect();
+        if let Err(e) = self.dds.send_goal_statuses(GoalStatusArray { status_list }) {
+            tracing::warn!("action server {}: status: {e:?}", self.name);
+        }
+    }
+
+    fn send_result(&self, request: RmwRequestId, status: GoalStatusEnum, result: A::Result) -> Result<(), String> {
+        self.dds
+            .send_result(request, GetResultResponse { status, result })
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn send_cancel(
+        &self,
+        request: RmwRequestId,
+        return_code: ros2_client::action_msgs::CancelGoalResponseEnum,
+        goals_canceling: Vec<GoalInfo>,
+    ) -> Result<(), String> {
+        self.dds
+            .send_cancel_response(
+                request,
+                CancelGoalResponse {
+                    return_code,
+                    goals_canceling,
+                },
+            )
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    /// The I/O thread: waits for requests, serves `get_result` and trivial cancels itself,
+    /// hands goals and other cancels to the application, and expires old results.
+    fn run(self: Arc<Self>, mut poll: mio1::Poll, events: mpsc::UnboundedSender<ServerEvent<A>>) {
+        let mut ready = mio1::Events::with_capacity(8);
+        while !self.stop.load(Ordering::SeqCst) {
+            if let Err(e) = poll.poll(&mut ready, Some(IO_TICK)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!("action server {}: poll failed: {e}", self.name);
+                    break;
+                }
             }
-            cancel = self.inner.receive_cancel_request().fuse() => {
-                let handle = cancel.map_err(|e| self.err(format!("receiving a cancel request: {e}")))?;
-                let goals = handle.goals().map(GoalId).collect();
-                Ok(ServerEvent::Cancel(CancelRequest { handle, goals }))
+            // Drain every queue on each wake-up (and each tick): readiness may be coalesced.
+            if !self.serve_goals(&events) || !self.serve_cancels(&events) {
+                break; // the application dropped its side
+            }
+            self.serve_results();
+            self.expire_results();
+        }
+    }
+
+    fn serve_goals(&self, events: &mpsc::UnboundedSender<ServerEvent<A>>) -> bool {
+        loop {
+            match self.dds.receive_goal() {
+                Ok(Some((request, SendGoalRequest { goal_id, goal }))) => {
+                    if self.lock_goals().contains_key(&goal_id) {
+                        tracing::warn!(
+                            "action server {}: ignoring a goal with a reused id {goal_id:?}",
+                            self.name
+                        );
+                        continue;
+                    }
+                    let req = GoalRequest {
+                        request,
+                        id: GoalId(goal_id),
+                        goal,
+                    };
+                    if events.unbounded_send(ServerEvent::Goal(req)).is_err() {
+                        return false;
+                    }
+                }
+                Ok(None) => return true,
+                Err(e) => tracing::warn!("action server {}: bad goal request: {e:?}", self.name),
             }
         }
     }
 
-    /// Accepts a goal and marks it executing.
-    pub async fn accept(&self, req: GoalRequest<A>) -> Result<ActiveGoal<A>, RosError> {
-        let accepted = self
-            .inner
-            .accept_goal(req.handle)
-            .await
-            .map_err(|e| self.err(format!("accept {}: {e:?}", req.id)))?;
-        let handle = self
-            .inner
-            .start_executing_goal(accepted)
-            .await
-            .map_err(|e| self.err(format!("start {}: {e:?}", req.id)))?;
-        Ok(ActiveGoal { handle, id: req.id })
+    fn serve_cancels(&self, events: &mpsc::UnboundedSender<ServerEvent<A>>) -> bool {
+        loop {
+            let (request, raw) = match self.dds.receive_cancel_request() {
+                Ok(Some(r)) => r,
+                Ok(None) => return true,
+                Err(e) => {
+                    tracing::warn!("action server {}: bad cancel request: {e:?}", self.name);
+                    continue;
+                }
+            };
+            let info = match transcode::<_, CancelGoalRequestMsg>(&raw) {
+                Ok(m) => m.goal_info,
+                Err(e) => {
+                    tracing::warn!("action server {}: unreadable cancel request: {e}", self.name);
+                    continue;
+                }
+            };
+            match self.cancel_candidates(&info) {
+                Ok(goals) => {
+                    let req = CancelRequest {
+                        request,
+                        goals: goals.into_iter().map(GoalId).collect(),
+                    };
+                    if events.unbounded_send(ServerEvent::Cancel(req)).is_err() {
+                        return false;
+                    }
+                }
+                Err(code) => {
+                    if let Err(e) = self.send_cancel(request, code, Vec::new()) {
+                        tracing::warn!("action server {}: cancel response: {e}", self.name);
+                    }
+                }
+            }
+        }
     }
 
-    /// Rejects a goal.
-    pub async fn reject(&self, req: GoalRequest<A>) -> Result<(), RosError> {
-        self.inner
-            .reject_goal(req.handle)
-            .await
-            .map_err(|e| self.err(format!("reject {}: {e:?}", req.id)))
+    /// The active goals a cancel request names, following rcl_action's rules: a goal id with a
+    /// zero stamp names one goal (unknown or ended: answered at once with an error code), a
+    /// zero id and zero stamp all goals, a stamp all goals accepted at or before it (plus the
+    /// named one). `Err` carries the immediate answer when there is nothing to ask the
+    /// application about.
+    fn cancel_candidates(
+        &self,
+        info: &GoalInfo,
+    ) -> Result<Vec<ActionGoalId>, ros2_client::action_msgs::CancelGoalResponseEnum> {
+        let goals = self.lock_goals();
+        let zero_id = info.goal_id == ActionGoalId::ZERO;
+        let zero_stamp = info.stamp == Time::ZERO;
+        if !zero_id && zero_stamp {
+            return match goals.get(&info.goal_id) {
+                None => Err(cancel_code::UNKNOWN_GOAL),
+                Some(e) if !e.cancelable() => Err(cancel_code::GOAL_TERMINATED),
+                Some(_) => Ok(vec![info.goal_id]),
+            };
+        }
+        let limit = stamp_nanos(&info.stamp);
+        let chosen: Vec<_> = goals
+            .iter()
+            .filter(|(_, e)| e.cancelable())
+            .filter(|(id, e)| (zero_id && zero_stamp) || **id == info.goal_id || stamp_nanos(&e.accepted) <= limit)
+            .map(|(id, _)| *id)
+            .collect();
+        if chosen.is_empty() {
+            Err(cancel_code::NONE)
+        } else {
+            Ok(chosen)
+        }
     }
 
-    /// Answers a cancel request: the goals in `accept` start canceling (finish them with
-    /// [`GoalOutcome::Canceled`]); if none, the request is rejected.
-    pub async fn answer_cancel(&self, req: &CancelRequest, accept: &[GoalId]) -> Result<(), RosError> {
-        let ids: Vec<_> = accept.iter().filter(|g| req.goals.contains(g)).map(|g| g.0).collect();
-        self.inner
-            .respond_to_cancel_requests(&req.handle, ids.into_iter())
-            .await
-            .map_err(|e| self.err(format!("cancel response: {e}")))
+    fn serve_results(&self) {
+        loop {
+            let (request, goal_id) = match self.dds.receive_result_request() {
+                Ok(Some((request, GetResultRequest { goal_id }))) => (request, goal_id),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("action server {}: bad result request: {e:?}", self.name);
+                    continue;
+                }
+            };
+            let answer = {
+                let mut goals = self.lock_goals();
+                match goals.get_mut(&goal_id) {
+                    None => Some((GoalStatusEnum::Unknown, A::Result::default())),
+                    Some(GoalEntry {
+                        result: Some(result),
+                        status,
+                        ..
+                    }) => Some((*status, result.clone())),
+                    Some(active) => {
+                        active.waiting.push(request);
+                        None
+                    }
+                }
+            };
+            if let Some((status, result)) = answer {
+                if let Err(e) = self.send_result(request, status, result) {
+                    tracing::warn!("action server {}: result response: {e}", self.name);
+                }
+            }
+        }
     }
 
-    /// Publishes feedback for an executing goal.
-    pub async fn publish_feedback(&self, goal: &ActiveGoal<A>, feedback: A::Feedback) -> Result<(), RosError> {
-        self.inner
-            .publish_feedback(goal.handle.clone(), feedback)
-            .await
-            .map_err(|e| self.err(format!("feedback for {}: {e:?}", goal.id)))
-    }
-
-    /// Ends a goal and sends its result; resolves once the client has requested the result.
-    pub async fn finish(&self, goal: ActiveGoal<A>, outcome: GoalOutcome, result: A::Result) -> Result<(), RosError> {
-        let status = match outcome {
-            GoalOutcome::Succeeded => GoalEndStatus::Succeeded,
-            GoalOutcome::Aborted => GoalEndStatus::Aborted,
-            GoalOutcome::Canceled => GoalEndStatus::Canceled,
+    fn expire_results(&self) {
+        let expired = {
+            let mut goals = self.lock_goals();
+            let before = goals.len();
+            goals.retain(|_, e| e.ended.is_none_or(|t| t.elapsed() < self.result_timeout));
+            before != goals.len()
         };
-        self.inner
-            .send_result_response(goal.handle, status, result)
-            .await
-            .map_err(|e| self.err(format!("result for {}: {e:?}", goal.id)))
+        if expired {
+            self.publish_statuses();
+        }
     }
+}
+
+fn stamp_nanos(t: &Time) -> i64 {
+    t.to_nanos()
+}
+
+/// Re-reads a message as another type with the same CDR layout.
+fn transcode<T: Serialize, U: serde::de::DeserializeOwned>(value: &T) -> Result<U, String> {
+    let bytes = cdr_encoding::to_vec::<T, LittleEndian>(value).map_err(|e| e.to_string())?;
+    cdr_encoding::from_bytes::<U, LittleEndian>(&bytes)
+        .map(|(v, _)| v)
+        .map_err(|e| e.to_string())
 }
 
 /// An action client for `A` on one action name.

@@ -2,6 +2,7 @@
 pub mod action;
 pub mod args;
 pub mod clock;
+pub mod distro;
 pub mod error;
 pub mod logging;
 pub mod msgs;

@@ -66,7 +66,8 @@ impl RosContext {
         Self::with_domain(domain_id_from_env()?)
     }
 
-    /// A context on an explicit domain.
+    /// A context on an explicit domain (the first one in a process also applies `ROS_DISTRO`'s
+    /// `ros_discovery_info` layout, see [`super::distro`]).
     pub fn with_domain(domain_id: u16) -> Result<Self, RosError> {
         if domain_id > MAX_DOMAIN_ID {
             return Err(RosError::DomainId {
@@ -74,6 +75,7 @@ impl RosContext {
                 why: format!("must be at most {MAX_DOMAIN_ID}"),
             });
         }
+        super::distro::apply_from_env();
         let inner =
             Context::with_options(ContextOptions::new().domain_id(domain_id)).map_err(|e| RosError::Create {
                 what: format!("DDS participant on domain {domain_id}"),

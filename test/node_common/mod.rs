@@ -95,7 +95,17 @@ impl Drop for ChildGuard {
 
 /// Spawns a node binary the way launch_ros does: `--ros-args -r __node:= -r __ns:= --params-file`.
 pub fn spawn(bin: &str, domain: u16, ros_args: &[String], capture_stderr: bool) -> ChildGuard {
+    spawn_inner(bin, domain, ros_args, capture_stderr, &[])
+}
+
+/// [`spawn`] with extra environment variables (e.g. `ROS_DISTRO`); stderr is inherited.
+pub fn spawn_with_env(bin: &str, domain: u16, ros_args: &[String], env: &[(&str, &str)]) -> ChildGuard {
+    spawn_inner(bin, domain, ros_args, false, env)
+}
+
+fn spawn_inner(bin: &str, domain: u16, ros_args: &[String], capture_stderr: bool, env: &[(&str, &str)]) -> ChildGuard {
     let mut cmd = Command::new(bin);
+    cmd.envs(env.iter().copied());
     cmd.arg("--ros-args")
         .args(ros_args)
         .env("ROS_DOMAIN_ID", domain.to_string())

@@ -47,8 +47,8 @@ pub trait RosAction: Send + Sync + 'static {
     const NAME: &'static str;
     /// `pkg/action/Name_Goal`.
     type Goal: ros2_client::Message + Clone + std::fmt::Debug + Send + Sync + 'static;
-    /// `pkg/action/Name_Result`.
-    type Result: ros2_client::Message + Clone + std::fmt::Debug + Send + Sync + 'static;
+    /// `pkg/action/Name_Result` (`Default`: the result sent with `STATUS_UNKNOWN`, as rclcpp does).
+    type Result: ros2_client::Message + Clone + Default + std::fmt::Debug + Send + Sync + 'static;
     /// `pkg/action/Name_Feedback`.
     type Feedback: ros2_client::Message + Clone + std::fmt::Debug + Send + Sync + 'static;
 
