@@ -9,7 +9,6 @@ use nalgebra::Isometry3;
 use crate::model::generate::Decoding;
 use crate::ros::Params;
 use crate::runtime::device::{parse_device, parse_dtype};
-use crate::runtime::ensemble::REAL_WORLD_TEMPORAL_SIZE;
 use crate::runtime::postprocess::Preset;
 use crate::runtime::preprocess::ResizeMethod;
 use crate::runtime::session::{Execution, PolicyOptions};
@@ -249,6 +248,9 @@ pub struct CommonConfig {
     pub on_fault: FaultPolicy,
     /// An inference running longer than this is a fault (zero: no limit).
     pub inference_timeout: Duration,
+    /// How long the action server keeps an ended goal's result for `get_result` (rcl_action's
+    /// `result_timeout`).
+    pub result_timeout: Duration,
 }
 
 /// What the node does after a fault inside it, once the robot holds and the goal is aborted.
@@ -336,6 +338,12 @@ impl CommonConfig {
                 }
             },
             inference_timeout: r.seconds("inference_timeout_s", 30.0, MAX_TIMEOUT_S, true)?,
+            result_timeout: r.seconds(
+                "result_timeout_s",
+                crate::ros::action::DEFAULT_RESULT_TIMEOUT.as_secs_f64(),
+                MAX_TIMEOUT_S,
+                false,
+            )?,
         })
     }
 
@@ -728,6 +736,7 @@ impl NavConfig {
 mod tests {
     use super::*;
     use crate::ros::RosArgs;
+    use crate::runtime::ensemble::REAL_WORLD_TEMPORAL_SIZE;
 
     fn params(args: &[&str]) -> Params {
         let mut v = vec!["node", "--ros-args"];
@@ -827,7 +836,10 @@ mod tests {
         let m = arm(&["-p", "joint_names:=[a]", "-p", "chunk_alignment:=measured"]).unwrap();
         assert_eq!(m.alignment.resolve(Preset::RealWorld, 8), Alignment::Measured);
         let r = arm(&["-p", "joint_names:=[a]", "-p", "chunk_alignment:=reference"]).unwrap();
-        assert_eq!(r.alignment.resolve(Preset::Bridge, 5), Alignment::Reference { keep: None });
+        assert_eq!(
+            r.alignment.resolve(Preset::Bridge, 5),
+            Alignment::Reference { keep: None }
+        );
         let e = arm(&["-p", "joint_names:=[a]", "-p", "chunk_alignment:=late"])
             .unwrap_err()
             .to_string();

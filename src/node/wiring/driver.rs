@@ -108,7 +108,7 @@ impl NodeIo {
                 ],
                 instruction,
             },
-            server: RosActionServer::<Execute>::new(node, "~/execute")?,
+            server: RosActionServer::<Execute>::with_result_timeout(node, "~/execute", c.result_timeout)?,
             preview: node.create_publisher("~/input_image", Qos::sensor_data())?,
             latent: node.create_publisher("~/latent_actions", Qos::default_profile())?,
             diagnostics: node.create_publisher("/diagnostics", Qos::default_profile())?,

@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::ros::action::{CancelRequest, GoalId, GoalOutcome, GoalRequest, RosActionServer, ServerEvent};
@@ -26,9 +24,6 @@ pub struct Float64 {
     pub data: f64,
 }
 crate::ros::msgs::ros_message!(Float64, "std_msgs", "Float64");
-
-/// How long a finished goal waits for the client to fetch its result.
-const RESULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the loaded model looks like to the node.
 #[derive(Clone, Debug)]
@@ -146,8 +141,6 @@ enum Command {
     AnswerCancel(u64, Vec<GoalId>),
 }
 
-type BoxFut = Pin<Box<dyn Future<Output = ()>>>;
-
 /// Receives the server's events; returns false when the request could not be handed over.
 pub type EventSink = Box<dyn Fn(ActionEvent) -> bool + Send>;
 
@@ -214,7 +207,6 @@ async fn serve(
     let mut active = HashMap::new();
     let mut cancels: HashMap<u64, CancelRequest> = HashMap::new();
     let mut next_key = 0u64;
-    let mut finishing: FuturesUnordered<BoxFut> = FuturesUnordered::new();
     let mut event_fut = next_event(&server);
     loop {
         tokio::select! {
@@ -267,19 +259,12 @@ async fn serve(
                         Some(g) => server.publish_feedback(g, fb).await,
                         None => Ok(()),
                     },
-                    Command::Finish(id, outcome, result) => {
-                        if let Some(g) = active.remove(&id) {
-                            let s = Arc::clone(&server);
-                            finishing.push(Box::pin(async move {
-                                match tokio::time::timeout(RESULT_TIMEOUT, s.finish(g, outcome, result)).await {
-                                    Ok(Ok(())) => {}
-                                    Ok(Err(e)) => tracing::warn!("{e}"),
-                                    Err(_) => tracing::warn!("goal {id}: nobody fetched the result"),
-                                }
-                            }));
-                        }
-                        Ok(())
-                    }
+                    // The server keeps the result for its result timeout and answers every
+                    // `get_result`, early or late, itself.
+                    Command::Finish(id, outcome, result) => match active.remove(&id) {
+                        Some(g) => server.finish(g, outcome, result).await,
+                        None => Ok(()),
+                    },
                     Command::AnswerCancel(key, ids) => match cancels.remove(&key) {
                         Some(c) => server.answer_cancel(&c, &ids).await,
                         None => Ok(()),
@@ -289,7 +274,6 @@ async fn serve(
                     tracing::warn!("{e}");
                 }
             }
-            Some(()) = finishing.next(), if !finishing.is_empty() => {}
         }
     }
 }
