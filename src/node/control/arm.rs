@@ -176,8 +176,6 @@ pub struct ArmCore {
     last_pose: Option<PoseTarget>,
     /// The step whose trajectory `react` already sent (the step sends no second one).
     sent_for_step: Option<u64>,
-    /// Wall time the running inference was submitted.
-    submitted: Option<Instant>,
     repeats: Repeater<ArmCommand>,
     last: LastInference,
     pub counters: Counters,
@@ -221,7 +219,6 @@ impl ArmCore {
             last_joints: None,
             last_pose: None,
             sent_for_step: None,
-            submitted: None,
             repeats,
             last: LastInference::default(),
             counters: Counters::default(),
@@ -250,7 +247,7 @@ impl ArmCore {
         if let Mode::EStopped { reason, .. } = &self.mode {
             return Err(format!("emergency stop is engaged ({reason})"));
         }
-        if let Some(e) = self.worker_fault() {
+        if let Some(e) = self.worker.fault(self.s.inference_timeout) {
             return Err(e);
         }
         check_camera(&self.frames, now, self.s.image_timeout)?;
@@ -268,22 +265,6 @@ impl ArmCore {
             return Err("no joint position is known to hold the arm at".into());
         }
         Ok(mode)
-    }
-
-    /// Why the worker cannot run a goal (stopped, or stuck in an inference), if it cannot.
-    fn worker_fault(&self) -> Option<String> {
-        if self.worker.is_dead() {
-            return Some("the inference worker has stopped".into());
-        }
-        let limit = self.s.inference_timeout;
-        let busy = self.submitted.filter(|_| self.worker.is_busy())?.elapsed();
-        (!limit.is_zero() && busy > limit).then(|| {
-            format!(
-                "inference stalled: running for {:.1} s (inference_timeout_s {:.1})",
-                busy.as_secs_f64(),
-                limit.as_secs_f64()
-            )
-        })
     }
 
     /// The stop for the arm now: a joint hold (measured, else last commanded position) or the
@@ -381,7 +362,6 @@ impl ArmCore {
     fn collect_inference(&mut self, now: Instant, tick: &mut Tick) -> bool {
         let Some(res) = self.worker.poll() else { return false };
         self.worker_free = Instant::now();
-        self.submitted = None;
         let trace = FrameTrace::of(&res, self.worker_free);
         if Some(res.epoch) != self.mode.active().map(|g| g.epoch) {
             return false; // a result for a goal that ended (or one held by the e-stop)
@@ -549,9 +529,7 @@ impl ArmCore {
             received,
             worker_wait: self.worker_free.saturating_duration_since(received),
         };
-        if self.worker.submit(job) {
-            self.submitted = Some(Instant::now());
-        } else {
+        if !self.worker.submit(job) {
             tracing::debug!("worker busy, frame dropped");
         }
     }
@@ -854,7 +832,7 @@ impl ControlCore for ArmCore {
         if self.mode.active().is_none() {
             return tick;
         }
-        if let Some(e) = self.worker_fault() {
+        if let Some(e) = self.worker.fault(self.s.inference_timeout) {
             self.counters.inference_errors += 1;
             self.fault(e, now, &mut tick);
         } else if let Some(reason) = self.hold_reason(now) {

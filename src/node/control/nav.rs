@@ -107,8 +107,6 @@ pub struct NavCore {
     worker: InferenceWorker,
     frames: FrameInbox,
     worker_free: Instant,
-    /// Wall time the running inference was submitted.
-    submitted: Option<Instant>,
     /// The e-stop's reason while engaged.
     estop: Option<String>,
     repeats: Repeater<Velocity>,
@@ -127,7 +125,6 @@ impl NavCore {
             worker,
             frames: FrameInbox::default(),
             worker_free: Instant::now(),
-            submitted: None,
             estop: None,
             repeats: Repeater::default(),
             goal: None,
@@ -160,22 +157,6 @@ impl NavCore {
         self.counters.fault = Some(reason.clone());
         tick.ended = self.end(GoalOutcome::Aborted, ExecuteResult::ABORTED, &reason);
         self.stop(tick);
-    }
-
-    /// Why the worker cannot run a goal (stopped, or stuck in an inference), if it cannot.
-    fn worker_fault(&self) -> Option<String> {
-        if self.worker.is_dead() {
-            return Some("the inference worker has stopped".into());
-        }
-        let limit = self.s.inference_timeout;
-        let busy = self.submitted.filter(|_| self.worker.is_busy())?.elapsed();
-        (!limit.is_zero() && busy > limit).then(|| {
-            format!(
-                "inference stalled: running for {:.1} s (inference_timeout_s {:.1})",
-                busy.as_secs_f64(),
-                limit.as_secs_f64()
-            )
-        })
     }
 
     fn end(&mut self, status: GoalOutcome, outcome: u8, reason: &str) -> Option<Ended> {
@@ -225,7 +206,6 @@ impl NavCore {
     fn poll(&mut self) -> Option<JobResult> {
         let r = self.worker.poll()?;
         self.worker_free = Instant::now();
-        self.submitted = None;
         Some(r).filter(|r| Some(r.epoch) == self.goal_epoch())
     }
 
@@ -275,9 +255,7 @@ impl NavCore {
             received,
             worker_wait: self.worker_free.saturating_duration_since(received),
         };
-        if self.worker.submit(job) {
-            self.submitted = Some(Instant::now());
-        }
+        self.worker.submit(job);
     }
 
     fn feedback(&self, v: Velocity) -> Option<StepFeedback> {
@@ -367,7 +345,7 @@ impl ControlCore for NavCore {
             if let Some(r) = &self.estop {
                 return Err(format!("emergency stop is engaged ({r})"));
             }
-            if let Some(e) = self.worker_fault() {
+            if let Some(e) = self.worker.fault(self.s.inference_timeout) {
                 return Err(e);
             }
             check_camera(&self.frames, now, self.s.image_timeout)?;
@@ -547,7 +525,7 @@ impl ControlCore for NavCore {
         let mut tick = self.new_tick();
         let Some(goal) = self.goal.as_ref() else { return tick };
         let planning = matches!(goal.phase, Phase::Planning { .. });
-        if let Some(e) = self.worker_fault() {
+        if let Some(e) = self.worker.fault(self.s.inference_timeout) {
             self.counters.inference_errors += 1;
             self.fault(e, &mut tick);
         } else if planning && self.estop.is_none() {

@@ -129,7 +129,8 @@ pub struct InferenceWorker {
     tx: Option<Sender<(Job, Instant)>>,
     rx: Receiver<JobResult>,
     ready: Option<JobResult>,
-    busy: bool,
+    /// Wall time the running job was submitted (None: idle).
+    busy_since: Option<Instant>,
     /// The worker thread has gone (it cannot run jobs any more).
     dead: bool,
     notify: Notifier,
@@ -237,7 +238,7 @@ impl InferenceWorker {
                 tx: Some(tx),
                 rx,
                 ready: None,
-                busy: false,
+                busy_since: None,
                 dead: false,
                 notify,
                 handle: Some(handle),
@@ -260,17 +261,34 @@ impl InferenceWorker {
 
     /// True while a job runs.
     pub fn is_busy(&self) -> bool {
-        self.busy
+        self.busy_since.is_some()
+    }
+
+    /// Why the worker cannot serve a goal, if it cannot: its thread has stopped, or the running
+    /// job has taken longer than `limit` (zero: no limit).
+    pub fn fault(&self, limit: Duration) -> Option<String> {
+        if self.is_dead() {
+            return Some("the inference worker has stopped".into());
+        }
+        let busy = self.busy_since?.elapsed();
+        (!limit.is_zero() && busy > limit).then(|| {
+            format!(
+                "inference stalled: running for {:.1} s (inference_timeout_s {:.1})",
+                busy.as_secs_f64(),
+                limit.as_secs_f64()
+            )
+        })
     }
 
     /// Submits a job; false (the job is dropped) while busy, so frames never queue.
     pub fn submit(&mut self, job: Job) -> bool {
-        if self.busy {
+        if self.is_busy() {
             return false;
         }
+        let now = Instant::now();
         match &self.tx {
-            Some(tx) if tx.send((job, Instant::now())).is_ok() => {
-                self.busy = true;
+            Some(tx) if tx.send((job, now)).is_ok() => {
+                self.busy_since = Some(now);
                 true
             }
             _ => false,
@@ -280,17 +298,17 @@ impl InferenceWorker {
     /// The finished job, if any.
     pub fn poll(&mut self) -> Option<JobResult> {
         if let Some(r) = self.ready.take() {
-            self.busy = false;
+            self.busy_since = None;
             return Some(r);
         }
         match self.rx.try_recv() {
             Ok(r) => {
-                self.busy = false;
+                self.busy_since = None;
                 Some(r)
             }
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Disconnected) => {
-                self.busy = false;
+                self.busy_since = None;
                 self.dead = true;
                 None
             }
@@ -300,12 +318,12 @@ impl InferenceWorker {
     /// Waits up to `timeout` for the running job (tests, shutdown).
     pub fn wait(&mut self, timeout: Duration) -> Option<JobResult> {
         if let Some(r) = self.ready.take() {
-            self.busy = false;
+            self.busy_since = None;
             return Some(r);
         }
         let r = self.rx.recv_timeout(timeout).ok();
         if r.is_some() {
-            self.busy = false;
+            self.busy_since = None;
         }
         r
     }
@@ -313,7 +331,7 @@ impl InferenceWorker {
     /// Waits up to `timeout` until the running job has finished, leaving its result for
     /// [`Self::poll`]; true if a result is ready (or nothing was running).
     pub fn wait_ready(&mut self, timeout: Duration) -> bool {
-        if self.ready.is_some() || !self.busy {
+        if self.ready.is_some() || !self.is_busy() {
             return true;
         }
         self.ready = self.rx.recv_timeout(timeout).ok();
