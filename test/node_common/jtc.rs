@@ -595,12 +595,15 @@ impl EmulatedBase {
                 .create_subscription::<Twist>(&topic, Qos::default_profile())
                 .unwrap();
             let start = Instant::now();
-            while !s.load(Ordering::SeqCst) && start.elapsed() < LIFETIME {
-                while let Ok(Some(m)) = sub.try_take() {
-                    tw.lock().unwrap().push((Instant::now(), m));
+            // Woken by each message (its arrival time is when it was taken), and every 50 ms to
+            // look at the stop flag.
+            runtime().block_on(async {
+                while !s.load(Ordering::SeqCst) && start.elapsed() < LIFETIME {
+                    if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(50), sub.recv()).await {
+                        tw.lock().unwrap().push((Instant::now(), m));
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            });
         });
         Self {
             twists,
