@@ -219,11 +219,19 @@ fn compare_runs_against_the_cpu_reference() {
     let g = Golden::load();
     let steps = 2;
     let mut cmd = univla();
-    cmd.args(["compare", "--json", "--device", "cpu", "--dtypes", "f32,bf16", "--checkpoint"])
-        .arg(common::checkpoint())
-        .arg("--decoder")
-        .arg(common::checkpoint().join("action_decoder_r2r.pt"))
-        .args(["--instruction", g.json["r2r"]["instruction"].as_str().unwrap()]);
+    cmd.args([
+        "compare",
+        "--json",
+        "--device",
+        "cpu",
+        "--dtypes",
+        "f32,bf16",
+        "--checkpoint",
+    ])
+    .arg(common::checkpoint())
+    .arg("--decoder")
+    .arg(common::checkpoint().join("action_decoder_r2r.pt"))
+    .args(["--instruction", g.json["r2r"]["instruction"].as_str().unwrap()]);
     for t in 0..steps {
         cmd.arg("--image")
             .arg(common::fixture().join(format!("images/r2r_step{t}.png")));
@@ -240,7 +248,13 @@ fn compare_runs_against_the_cpu_reference() {
     assert_eq!(exact["tokens_total"], 4 * steps);
     assert_eq!(exact["free_tokens_equal"], exact["tokens_total"]);
     assert_eq!(exact["forced_tokens_equal"], exact["tokens_total"]);
-    for key in ["min_cos_visual_embed", "min_cos_latent_action", "min_cos_logits", "min_cos_chunk", "min_cos_action"] {
+    for key in [
+        "min_cos_visual_embed",
+        "min_cos_latent_action",
+        "min_cos_logits",
+        "min_cos_chunk",
+        "min_cos_action",
+    ] {
         assert!(exact[key].as_f64().unwrap() > 1.0 - 1e-9, "{key}: {}", exact[key]);
     }
     for (t, step) in exact["steps"].as_array().unwrap().iter().enumerate() {

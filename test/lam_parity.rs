@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 use univla_ros::lam::checkpoint;
 use univla_ros::lam::interp::resize_bicubic_aa;
+#[cfg(feature = "opencv")]
 use univla_ros::lam::label::{histogram_path, run_label, LabelArgs};
 use univla_ros::lam::preprocess::frames_to_tensor;
 use univla_ros::lam::{LamConfig, LatentActionModel};

@@ -299,6 +299,7 @@ fn opencv_resize_methods_are_clear_errors_without_opencv() {
 }
 
 /// A deterministic byte sequence covering every value (xorshift).
+#[cfg(feature = "opencv")]
 fn noise(len: usize, mut state: u32) -> Vec<u8> {
     (0..len)
         .map(|_| {
@@ -318,22 +319,32 @@ fn opencv_free_paths_match_opencv() {
     use univla_ros::runtime::preprocess::pure::{decode_rgb8, yuv422_to_rgb, Yuv422Layout};
     let (w, h) = (64u32, 48u32);
     let packed = noise((w * h * 2) as usize, 0x1234_5678);
-    for (encoding, layout) in [(PixelEncoding::Uyvy, Yuv422Layout::Uyvy), (PixelEncoding::Yuyv, Yuv422Layout::Yuyv)] {
+    for (encoding, layout) in [
+        (PixelEncoding::Uyvy, Yuv422Layout::Uyvy),
+        (PixelEncoding::Yuyv, Yuv422Layout::Yuyv),
+    ] {
         let cv = RgbImage::from_raw(w, h, (w * 2) as usize, encoding, &packed).unwrap();
         assert_eq!(yuv422_to_rgb(w, h, layout, &packed).unwrap(), cv, "{encoding:?}");
     }
     for variant in VARIANTS {
         let path = fixture().join(format!("images/{variant}_step0.png"));
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(decode_rgb8(&bytes).unwrap(), RgbImage::decode(&bytes).unwrap(), "{variant}");
+        assert_eq!(
+            decode_rgb8(&bytes).unwrap(),
+            RgbImage::decode(&bytes).unwrap(),
+            "{variant}"
+        );
     }
     // JPEG written by OpenCV (4:2:0, quality 95) from a pattern with edges.
     let img = pattern(96, 64);
     let bgr: Vec<u8> = img.as_raw().chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
     let mat = opencv::core::Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(64, 96, &bgr).unwrap();
     let mut jpeg = opencv::core::Vector::<u8>::new();
-    opencv::imgcodecs::imencode(".jpg", &*mat, &mut jpeg, &opencv::core::Vector::new()).unwrap();
-    let (a, b) = (decode_rgb8(jpeg.as_slice()).unwrap(), RgbImage::decode(jpeg.as_slice()).unwrap());
+    opencv::imgcodecs::imencode(".jpg", &mat, &mut jpeg, &opencv::core::Vector::new()).unwrap();
+    let (a, b) = (
+        decode_rgb8(jpeg.as_slice()).unwrap(),
+        RgbImage::decode(jpeg.as_slice()).unwrap(),
+    );
     assert_eq!((a.width(), a.height()), (96, 64));
     let worst = a
         .as_raw()

@@ -34,7 +34,12 @@ pub fn parse_device(s: &str) -> Result<Device, RuntimeError> {
 }
 
 /// CUDA runtime sonames libtorch may have loaded, newest first.
-const CUDART_SONAMES: [&str; 4] = ["libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so"];
+const CUDART_SONAMES: [&str; 4] = [
+    "libcudart.so.13",
+    "libcudart.so.12",
+    "libcudart.so.11.0",
+    "libcudart.so",
+];
 
 /// Device memory in use on CUDA device `index`, in MiB: total − free as `cudaMemGetInfo` reports
 /// it (device-wide: this process's CUDA context and caching allocator, and any other process).

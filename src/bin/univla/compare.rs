@@ -80,7 +80,15 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
 fn print_table(reports: &[TargetReport]) {
     println!(
         "{:<18} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "vs CPU f32", "tok free", "tok forced", "cos vis", "cos latent", "cos logits", "cos chunk", "cos action", "max|Δa|"
+        "vs CPU f32",
+        "tok free",
+        "tok forced",
+        "cos vis",
+        "cos latent",
+        "cos logits",
+        "cos chunk",
+        "cos action",
+        "max|Δa|"
     );
     for r in reports {
         println!(
