@@ -6,12 +6,17 @@
 #       Here (the build machine): builds a stripped `univla` against the libtorch of the GPU
 #       host's PyTorch version ($DEVICE_TORCH, default 2.11.0; the PyPI wheel gives the headers and
 #       libraries to link against), without the `opencv` feature, and puts it with this script
-#       into BUNDLE_DIR (about 30 MiB).
+#       into BUNDLE_DIR (about 17 MB).
 #   scripts/device-check.sh run BUNDLE_DIR RESULTS_DIR [--skip-7b]
 #       There, from the repository root: runs the binary on that PyTorch's libtorch
 #       (LD_LIBRARY_PATH=<torch>/lib): CUDA vs CPU parity on the golden fixture, the CLI in
 #       f32/bf16/f16, and `univla bench` on the fixture and on a generated 7B checkpoint.
 #       Writes logs and JSON into RESULTS_DIR and prints a short summary last.
+#
+# Settings: DEVICE_TORCH_VENV (where the link-only wheel goes), DEVICE_TARGET_DIR (cargo target
+# of the bundle build), DEVICE_PYTHON (the host's python3), DEVICE_SCRATCH (where the 15 GB 7B
+# checkpoint is written, default /tmp), BENCH_STEPS, and DEVICE_CHECK_DEVICE=cpu to dry-run the
+# run step on a machine without a GPU.
 #
 # Why a patched torch-sys: tch 0.26 expects libtorch 2.13 and its C wrapper
 # (torch_api_generated.cpp) names a few ops that 2.11 lacks. The bundle step compiles that
