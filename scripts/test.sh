@@ -12,6 +12,11 @@ source scripts/env.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --no-run
+# The build without OpenCV (GPU hosts reached with the binary alone, see scripts/device-check.sh):
+# lints, and its image decoding and preprocessing against the golden fixture (no DDS involved).
+cargo clippy --locked --no-default-features --all-targets -- -D warnings
+cargo test --locked --no-default-features --test preprocess --test cli_infer
+cargo test --locked --no-default-features --lib -- runtime::
 
 # Build products are ready; nothing below needs the network.
 netns_setup='ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo'

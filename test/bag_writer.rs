@@ -385,6 +385,7 @@ fn bench_1000_frames_640x480() {
     }
 }
 
+#[cfg(feature = "opencv")] // writes its frames with OpenCV
 #[test]
 fn compressed_camera_and_twist_commands_replay() {
     use opencv::core::{Mat, Vector};

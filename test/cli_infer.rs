@@ -211,3 +211,60 @@ fn generated_checkpoint_runs_and_benchmarks() {
         steps[0]
     );
 }
+
+/// `univla compare` runs on CPU machines too (the CPU as the compared device): CPU f32 against
+/// itself is exact, bf16 stays close; the reference's tokens are the golden ones.
+#[test]
+fn compare_runs_against_the_cpu_reference() {
+    let g = Golden::load();
+    let steps = 2;
+    let mut cmd = univla();
+    cmd.args([
+        "compare",
+        "--json",
+        "--device",
+        "cpu",
+        "--dtypes",
+        "f32,bf16",
+        "--checkpoint",
+    ])
+    .arg(common::checkpoint())
+    .arg("--decoder")
+    .arg(common::checkpoint().join("action_decoder_r2r.pt"))
+    .args(["--instruction", g.json["r2r"]["instruction"].as_str().unwrap()]);
+    for t in 0..steps {
+        cmd.arg("--image")
+            .arg(common::fixture().join(format!("images/r2r_step{t}.png")));
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "univla compare failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports.len(), 2);
+    let exact = &reports[0];
+    assert_eq!(exact["tokens_total"], 4 * steps);
+    assert_eq!(exact["free_tokens_equal"], exact["tokens_total"]);
+    assert_eq!(exact["forced_tokens_equal"], exact["tokens_total"]);
+    for key in [
+        "min_cos_visual_embed",
+        "min_cos_latent_action",
+        "min_cos_logits",
+        "min_cos_chunk",
+        "min_cos_action",
+    ] {
+        assert!(exact[key].as_f64().unwrap() > 1.0 - 1e-9, "{key}: {}", exact[key]);
+    }
+    for (t, step) in exact["steps"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            ids(&step["reference_ids"]),
+            ids(&g.steps("r2r")[t]["generated_latent_ids"]),
+            "step {t}"
+        );
+    }
+    let bf16 = &reports[1];
+    assert_eq!(bf16["dtype"], "BFloat16");
+    assert!(bf16["min_cos_visual_embed"].as_f64().unwrap() > 0.99, "{bf16}");
+}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 use univla_ros::lam::checkpoint;
 use univla_ros::lam::interp::resize_bicubic_aa;
+#[cfg(feature = "opencv")]
 use univla_ros::lam::label::{histogram_path, run_label, LabelArgs};
 use univla_ros::lam::preprocess::frames_to_tensor;
 use univla_ros::lam::{LamConfig, LatentActionModel};
@@ -270,6 +271,7 @@ fn hub_layout_resamples_37_grid_like_torch() {
     assert_close("hub vs timm encoder_out", &a.encoder_out, &b.encoder_out);
 }
 
+#[cfg(feature = "opencv")] // writes its frames with OpenCV
 fn synthetic_frame(width: i32, height: i32, seed: u8) -> opencv::core::Mat {
     use opencv::prelude::*;
     let mut bytes = Vec::with_capacity((width * height * 3) as usize);
@@ -284,6 +286,7 @@ fn synthetic_frame(width: i32, height: i32, seed: u8) -> opencv::core::Mat {
     flat.reshape(0, height).unwrap().try_clone().unwrap()
 }
 
+#[cfg(feature = "opencv")] // writes its frames with OpenCV
 #[test]
 fn label_command_on_generated_frames() {
     use opencv::core::Vector;

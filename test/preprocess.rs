@@ -108,6 +108,7 @@ fn pil_port_matches_every_step_summary() {
     }
 }
 
+#[cfg(feature = "opencv")]
 #[test]
 fn opencv_paths_stay_close_to_golden() {
     let gold = golden_tensor("deploy/step0/pixel_values");
@@ -268,6 +269,7 @@ fn wrong_buffer_sizes_are_clear_errors() {
     ));
 }
 
+#[cfg(feature = "opencv")]
 #[test]
 fn png_and_jpeg_decode_to_rgb() {
     // The fixture PNG decoded by OpenCV equals the golden pixels: the PIL port reproduces the
@@ -283,6 +285,81 @@ fn png_and_jpeg_decode_to_rgb() {
     let p = decoded.pixel(5, 5).unwrap();
     assert!(p[0] > 180 && p[1] < 40 && p[2] < 40, "{p:?}");
 }
+
+#[cfg(not(feature = "opencv"))]
+#[test]
+fn opencv_resize_methods_are_clear_errors_without_opencv() {
+    let img = image("deploy", 0);
+    let e = processor()
+        .with_resize_method(ResizeMethod::OpenCvCubic)
+        .pixel_values(&img)
+        .unwrap_err();
+    assert!(matches!(e, PreprocessError::NoOpenCv(_)), "{e}");
+    assert!(e.to_string().contains("opencv"), "{e}");
+}
+
+/// A deterministic byte sequence covering every value (xorshift).
+#[cfg(feature = "opencv")]
+fn noise(len: usize, mut state: u32) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// The decoder and YUV conversion of builds without the `opencv` feature, against OpenCV.
+/// Measured: PNG and YUV bit-exact; JPEG (OpenCV's libjpeg vs the `image` crate) within 1 level.
+#[cfg(feature = "opencv")]
+#[test]
+fn opencv_free_paths_match_opencv() {
+    use univla_ros::runtime::preprocess::pure::{decode_rgb8, yuv422_to_rgb, Yuv422Layout};
+    let (w, h) = (64u32, 48u32);
+    let packed = noise((w * h * 2) as usize, 0x1234_5678);
+    for (encoding, layout) in [
+        (PixelEncoding::Uyvy, Yuv422Layout::Uyvy),
+        (PixelEncoding::Yuyv, Yuv422Layout::Yuyv),
+    ] {
+        let cv = RgbImage::from_raw(w, h, (w * 2) as usize, encoding, &packed).unwrap();
+        assert_eq!(yuv422_to_rgb(w, h, layout, &packed).unwrap(), cv, "{encoding:?}");
+    }
+    for variant in VARIANTS {
+        let path = fixture().join(format!("images/{variant}_step0.png"));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            decode_rgb8(&bytes).unwrap(),
+            RgbImage::decode(&bytes).unwrap(),
+            "{variant}"
+        );
+    }
+    // JPEG written by OpenCV (4:2:0, quality 95) from a pattern with edges.
+    let img = pattern(96, 64);
+    let bgr: Vec<u8> = img.as_raw().chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
+    let mat = opencv::core::Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(64, 96, &bgr).unwrap();
+    let mut jpeg = opencv::core::Vector::<u8>::new();
+    opencv::imgcodecs::imencode(".jpg", &mat, &mut jpeg, &opencv::core::Vector::new()).unwrap();
+    let (a, b) = (
+        decode_rgb8(jpeg.as_slice()).unwrap(),
+        RgbImage::decode(jpeg.as_slice()).unwrap(),
+    );
+    assert_eq!((a.width(), a.height()), (96, 64));
+    let worst = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| x.abs_diff(y))
+        .max()
+        .unwrap_or(0);
+    println!("JPEG: max |image - OpenCV| = {worst} levels");
+    assert!(worst <= JPEG_DECODER_TOLERANCE, "{worst}");
+}
+
+/// Largest per-channel difference allowed between two JPEG decoders on the same file.
+#[cfg(feature = "opencv")]
+const JPEG_DECODER_TOLERANCE: u8 = 8;
 
 #[test]
 fn libero_center_crop_keeps_the_middle_and_size() {

@@ -22,16 +22,22 @@ impl RmsNorm {
         })
     }
 
+    /// `weight * (x_f32 * rsqrt(mean(x_f32²) + eps)).to(x.dtype)`, HF's order of operations; the
+    /// f32 part is libtorch's `rms_norm` without weight (one fused kernel on CUDA).
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let kind = x.kind();
-        let xf = x.to_kind(Kind::Float);
-        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
-        let normed = (xf * (var + self.eps).rsqrt()).to_kind(kind);
+        let width = x.size().last().copied().unwrap_or(0);
+        let normed = x
+            .to_kind(Kind::Float)
+            .rms_norm([width], None::<&Tensor>, self.eps)
+            .to_kind(kind);
         &self.weight * normed
     }
 }
 
 /// Rotary position tables for every position up to the cache capacity, in the model dtype.
+/// `sin` is stored with its first half negated, so that `rotate_half(x) * sin` is
+/// `roll(x, half) * sin` (negation is exact: the same values as HF's formula, in fewer kernels).
 #[derive(Debug)]
 pub struct Rope {
     cos: Tensor,
@@ -48,20 +54,22 @@ impl Rope {
         let pos = Tensor::arange(max_positions, (Kind::Float, device));
         let freqs = pos.unsqueeze(1) * inv_freq.unsqueeze(0);
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
+        let sin = emb.sin().to_kind(kind);
+        let half = hd / 2;
         Self {
             cos: emb.cos().to_kind(kind),
-            sin: emb.sin().to_kind(kind),
+            sin: Tensor::cat(&[sin.narrow(1, 0, half).neg(), sin.narrow(1, half, half)], -1),
         }
     }
 
-    /// Applies the rotation to `x` [B, H, T, hd] at positions `start..start+T`.
+    /// Applies the rotation to `x` [B, H, T, hd] at positions `start..start+T`:
+    /// `x * cos + rotate_half(x) * sin` with `rotate_half(x) = cat(-x₂, x₁)`.
     fn apply(&self, x: &Tensor, start: i64) -> Tensor {
         let t = x.size()[2];
         let cos = self.cos.narrow(0, start, t);
         let sin = self.sin.narrow(0, start, t);
         let half = x.size()[3] / 2;
-        let rotated = Tensor::cat(&[&x.narrow(3, half, half).neg(), &x.narrow(3, 0, half)], -1);
-        x * cos + rotated * sin
+        x * cos + x.roll([half], [3]) * sin
     }
 }
 
@@ -108,11 +116,11 @@ impl KvCache {
     }
 }
 
+/// Self-attention with the q/k/v projections fused into one matmul (`[q; k; v]` rows, the same
+/// dot products as three matmuls, one launch instead of three).
 #[derive(Debug)]
 struct Attention {
-    q_proj: Tensor,
-    k_proj: Tensor,
-    v_proj: Tensor,
+    qkv_proj: Tensor,
     o_proj: Tensor,
     heads: i64,
     kv_heads: i64,
@@ -122,10 +130,11 @@ struct Attention {
 impl Attention {
     fn new(vb: &VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
         let (h, hd, kvh) = (cfg.hidden_size, cfg.head_dim(), cfg.kv_heads());
+        let q = vb.pp("q_proj").get(&[cfg.num_attention_heads * hd, h], "weight")?;
+        let k = vb.pp("k_proj").get(&[kvh * hd, h], "weight")?;
+        let v = vb.pp("v_proj").get(&[kvh * hd, h], "weight")?;
         Ok(Self {
-            q_proj: vb.pp("q_proj").get(&[cfg.num_attention_heads * hd, h], "weight")?,
-            k_proj: vb.pp("k_proj").get(&[kvh * hd, h], "weight")?,
-            v_proj: vb.pp("v_proj").get(&[kvh * hd, h], "weight")?,
+            qkv_proj: Tensor::f_cat(&[q, k, v], 0)?,
             o_proj: vb.pp("o_proj").get(&[h, cfg.num_attention_heads * hd], "weight")?,
             heads: cfg.num_attention_heads,
             kv_heads: kvh,
@@ -136,14 +145,24 @@ impl Attention {
     /// `x` [1, T, H] at positions `start..start+T`; writes K/V into `layer` of the cache.
     fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, layer: usize, start: i64) -> Tensor {
         let (b, t) = (x.size()[0], x.size()[1]);
-        let split = |w: &Tensor, n: i64| {
-            x.linear::<&Tensor>(w, None)
+        let (q_width, kv_width) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        let qkv = x.linear::<&Tensor>(&self.qkv_proj, None);
+        let heads_of = |from: i64, n: i64| {
+            qkv.narrow(2, from, n * self.head_dim)
                 .view([b, t, n, self.head_dim])
                 .transpose(1, 2)
         };
-        let q = rope.apply(&split(&self.q_proj, self.heads), start);
-        let k = rope.apply(&split(&self.k_proj, self.kv_heads), start);
-        let v = split(&self.v_proj, self.kv_heads);
+        let (q, k) = if self.kv_heads == self.heads {
+            // One rotation over q and k together: [B, 2·heads, T, hd].
+            let qk = rope.apply(&heads_of(0, 2 * self.heads), start);
+            (qk.narrow(1, 0, self.heads), qk.narrow(1, self.heads, self.heads))
+        } else {
+            (
+                rope.apply(&heads_of(0, self.heads), start),
+                rope.apply(&heads_of(q_width, self.kv_heads), start),
+            )
+        };
+        let v = heads_of(q_width + kv_width, self.kv_heads);
         cache.keys[layer].narrow(2, start, t).copy_(&k);
         cache.values[layer].narrow(2, start, t).copy_(&v);
         let end = start + t;
@@ -164,26 +183,30 @@ impl Attention {
     }
 }
 
+/// SwiGLU MLP with gate and up projections fused into one matmul (`[gate; up]` rows).
 #[derive(Debug)]
 struct Mlp {
-    gate_proj: Tensor,
-    up_proj: Tensor,
+    gate_up_proj: Tensor,
     down_proj: Tensor,
+    intermediate: i64,
 }
 
 impl Mlp {
     fn new(vb: &VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let gate = vb.pp("gate_proj").get(&[i, h], "weight")?;
+        let up = vb.pp("up_proj").get(&[i, h], "weight")?;
         Ok(Self {
-            gate_proj: vb.pp("gate_proj").get(&[i, h], "weight")?,
-            up_proj: vb.pp("up_proj").get(&[i, h], "weight")?,
+            gate_up_proj: Tensor::f_cat(&[gate, up], 0)?,
             down_proj: vb.pp("down_proj").get(&[h, i], "weight")?,
+            intermediate: i,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        let gate = x.linear::<&Tensor>(&self.gate_proj, None).silu();
-        (gate * x.linear::<&Tensor>(&self.up_proj, None)).linear::<&Tensor>(&self.down_proj, None)
+        let gate_up = x.linear::<&Tensor>(&self.gate_up_proj, None);
+        let gate = gate_up.narrow(-1, 0, self.intermediate).silu();
+        (gate * gate_up.narrow(-1, self.intermediate, self.intermediate)).linear::<&Tensor>(&self.down_proj, None)
     }
 }
 

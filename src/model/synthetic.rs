@@ -144,10 +144,39 @@ impl SyntheticSpec {
         }
     }
 
+    /// UniVLA-7B's sizes (≈ 7.5 B parameters, 15 GB in bf16): DINOv2 ViT-L/14 (1024 wide, 24
+    /// blocks, 16 heads), SigLIP So400m/14 (1152 wide, 27 blocks, 16 heads), LLaMA-2 7B (4096
+    /// wide, FFN 11008, 32 layers, 32 heads) and the released head (512 wide, 8 heads).
+    pub fn univla_7b() -> Self {
+        Self {
+            dino: VitSpec {
+                embed_dim: 1024,
+                depth: 24,
+                num_heads: 16,
+            },
+            siglip: VitSpec {
+                embed_dim: 1152,
+                depth: 27,
+                num_heads: 16,
+            },
+            hidden_size: 4096,
+            intermediate_size: 11008,
+            num_layers: 32,
+            num_heads: 32,
+            head_embed_dim: 512,
+            head_num_heads: 8,
+            head_window: None,
+            arm_action_dim: ARM_ACTION_DIM,
+            r2r_visual_embed: true,
+        }
+    }
+
+    /// `tiny`, `small` or `7b`.
     pub fn preset(name: &str) -> Option<Self> {
         match name {
             "tiny" => Some(Self::tiny()),
             "small" => Some(Self::small()),
+            "7b" => Some(Self::univla_7b()),
             _ => None,
         }
     }
@@ -275,19 +304,21 @@ impl Layout {
     }
 
     fn materialize(&self, kind: Kind) -> Vec<(String, Tensor)> {
-        let opts = (Kind::Float, Device::Cpu);
         self.entries
             .iter()
-            .map(|(k, shape, fill)| {
-                let t = match *fill {
-                    Fill::Normal(std) => Tensor::randn(shape.as_slice(), opts) * std,
-                    Fill::Ones => Tensor::ones(shape.as_slice(), opts),
-                    Fill::Zeros => Tensor::zeros(shape.as_slice(), opts),
-                    Fill::Const(c) => Tensor::full(shape.as_slice(), c, opts),
-                };
-                (k.clone(), t.to_kind(kind))
-            })
+            .map(|(k, shape, fill)| (k.clone(), make_tensor(shape, *fill, Device::Cpu).to_kind(kind)))
             .collect()
+    }
+}
+
+/// One f32 tensor filled as asked, drawn from `device`'s generator.
+fn make_tensor(shape: &[i64], fill: Fill, device: Device) -> Tensor {
+    let opts = (Kind::Float, device);
+    match fill {
+        Fill::Normal(std) => Tensor::randn(shape, opts) * std,
+        Fill::Ones => Tensor::ones(shape, opts),
+        Fill::Zeros => Tensor::zeros(shape, opts),
+        Fill::Const(c) => Tensor::full(shape, c, opts),
     }
 }
 
@@ -295,8 +326,11 @@ fn siglip_mlp(d: i64) -> i64 {
     (d as f64 * SIGLIP_MLP_RATIO) as i64
 }
 
-/// The VLM's tensors in the official key layout (f32, before the on-disk bf16 cast).
-fn vlm_tensors(spec: &SyntheticSpec) -> Vec<(String, Tensor)> {
+/// Key of the LM head, whose latent-action rows are drawn wider.
+const LM_HEAD_KEY: &str = "language_model.lm_head.weight";
+
+/// The VLM's tensors in the official key layout.
+fn vlm_layout(spec: &SyntheticSpec) -> Layout {
     let mut l = Layout::new();
     l.vit("vision_backbone.featurizer", spec.dino, 4 * spec.dino.embed_dim, true);
     l.vit(
@@ -327,18 +361,57 @@ fn vlm_tensors(spec: &SyntheticSpec) -> Vec<(String, Tensor)> {
         l.add(format!("{p}.post_attention_layernorm.weight"), &[h], Fill::Ones);
     }
     l.add("language_model.model.norm.weight", &[h], Fill::Ones);
-    l.add(
-        "language_model.lm_head.weight",
-        &[PADDED_VOCAB, h],
-        Fill::Normal(WEIGHT_STD),
-    );
-    let mut tensors = l.materialize(Kind::Float);
-    if let Some((_, head)) = tensors.iter_mut().find(|(k, _)| k == "language_model.lm_head.weight") {
-        let rows = Tensor::randn([NUM_LATENT_CODES, h], (Kind::Float, Device::Cpu)) * ACT_ROW_STD;
-        head.narrow(0, ACT_TOKEN_BASE, NUM_LATENT_CODES).copy_(&rows);
-    }
-    tensors
+    l.add(LM_HEAD_KEY, &[PADDED_VOCAB, h], Fill::Normal(WEIGHT_STD));
+    l
 }
+
+/// Writes the VLM as bf16 safetensors, one tensor at a time: each is drawn on `device` (a GPU
+/// draws a 7B checkpoint in seconds), cast to bf16 and appended, so memory stays at one tensor.
+/// The generator is drawn in the same order as when every tensor was drawn first (the LM head,
+/// whose latent-action rows are redrawn N(0, 2²), is the last entry).
+fn write_vlm(path: &Path, spec: &SyntheticSpec, device: Device) -> Result<()> {
+    use std::io::Write;
+    let io = |source| ModelError::Io {
+        path: path.into(),
+        source,
+    };
+    let layout = vlm_layout(spec);
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), json!({"format": "pt"}));
+    let mut offset = 0usize;
+    for (key, shape, _) in &layout.entries {
+        let bytes = shape.iter().product::<i64>() as usize * Kind::BFloat16.elt_size_in_bytes();
+        header.insert(
+            key.clone(),
+            json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let mut text = serde_json::to_string(&header).map_err(|e| ModelError::Invalid(e.to_string()))?;
+    // safetensors pads the header with spaces to a multiple of 8 bytes.
+    text.extend(std::iter::repeat_n(' ', (8 - text.len() % 8) % 8));
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut out = std::io::BufWriter::with_capacity(SAFETENSORS_WRITE_BUFFER, file);
+    out.write_all(&(text.len() as u64).to_le_bytes()).map_err(io)?;
+    out.write_all(text.as_bytes()).map_err(io)?;
+    let mut bytes = Vec::new();
+    for (key, shape, fill) in &layout.entries {
+        let t = make_tensor(shape, *fill, device);
+        if key == LM_HEAD_KEY {
+            let rows = Tensor::randn([NUM_LATENT_CODES, spec.hidden_size], (Kind::Float, device)) * ACT_ROW_STD;
+            t.narrow(0, ACT_TOKEN_BASE, NUM_LATENT_CODES).copy_(&rows);
+        }
+        let t = t.to_kind(Kind::BFloat16).to_device(Device::Cpu).contiguous();
+        let numel = t.numel();
+        bytes.resize(numel * Kind::BFloat16.elt_size_in_bytes(), 0);
+        t.f_copy_data_u8(&mut bytes, numel)?;
+        out.write_all(&bytes).map_err(io)?;
+    }
+    out.flush().map_err(io)
+}
+
+/// Write buffer of the streamed safetensors file.
+const SAFETENSORS_WRITE_BUFFER: usize = 1 << 24;
 
 /// An action decoder head's tensors (f32) for hidden size `vis`, with the reference's action
 /// widths and an R2R head that pools the visual embedding.
@@ -567,18 +640,25 @@ pub fn write_checkpoint(
     heads: &[HeadVariant],
     seed: i64,
 ) -> Result<Vec<std::path::PathBuf>> {
+    write_checkpoint_on(dir, spec, heads, seed, Device::Cpu)
+}
+
+/// As [`write_checkpoint`], drawing the VLM weights on `device` (CUDA: fast for the 7B preset;
+/// other values than the CPU's for the same seed). Heads are always drawn on the CPU.
+pub fn write_checkpoint_on(
+    dir: &Path,
+    spec: &SyntheticSpec,
+    heads: &[HeadVariant],
+    seed: i64,
+    device: Device,
+) -> Result<Vec<std::path::PathBuf>> {
     spec.validate()?;
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
         path: dir.into(),
         source,
     })?;
     tch::manual_seed(seed);
-    let vlm: Vec<(String, Tensor)> = vlm_tensors(spec)
-        .into_iter()
-        .map(|(k, t)| (k, t.to_kind(Kind::BFloat16)))
-        .collect();
-    write_tensors(&dir.join("model.safetensors"), &vlm)?;
-    drop(vlm);
+    tch::no_grad(|| write_vlm(&dir.join("model.safetensors"), spec, device))?;
     write_json(&dir.join("config.json"), &config_json(spec, seed))?;
     write_json(&dir.join("preprocessor_config.json"), &preprocessor_json())?;
     let arm_dim = spec.arm_action_dim as usize;
@@ -631,6 +711,59 @@ pub fn write_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_vlm_has_every_tensor_with_its_fill() {
+        // Values are not compared with a second draw: other tests share libtorch's generator.
+        let spec = SyntheticSpec::tiny();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        write_vlm(&path, &spec, Device::Cpu).unwrap();
+        let back: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(&path).unwrap().into_iter().collect();
+        let layout = vlm_layout(&spec);
+        assert_eq!(back.len(), layout.entries.len());
+        for (key, shape, fill) in &layout.entries {
+            let t = &back[key];
+            assert_eq!((t.size(), t.kind()), (shape.clone(), Kind::BFloat16), "{key}");
+            let t = t.to_kind(Kind::Float);
+            match *fill {
+                Fill::Ones => assert!(t.eq(1.0).all().int64_value(&[]) == 1, "{key}"),
+                Fill::Zeros => assert!(t.eq(0.0).all().int64_value(&[]) == 1, "{key}"),
+                Fill::Const(c) => assert!((t.mean(Kind::Double).double_value(&[]) - c).abs() < 1e-3, "{key}"),
+                Fill::Normal(_) => assert!(t.std(true).double_value(&[]) > 0.0, "{key}"),
+            }
+        }
+        let head = back[LM_HEAD_KEY].to_kind(Kind::Float);
+        let act = head
+            .narrow(0, ACT_TOKEN_BASE, NUM_LATENT_CODES)
+            .std(true)
+            .double_value(&[]);
+        let other = head.narrow(0, 0, ACT_TOKEN_BASE).std(true).double_value(&[]);
+        assert!(act > 1.0 && other < 0.05, "ACT rows std {act}, others {other}");
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(
+            meta.metadata()
+                .as_ref()
+                .and_then(|m| m.get("format"))
+                .map(String::as_str),
+            Some("pt")
+        );
+    }
+
+    #[test]
+    fn the_7b_preset_has_univla_7b_sizes() {
+        let spec = SyntheticSpec::preset("7b").unwrap();
+        spec.validate().unwrap();
+        let params: i64 = vlm_layout(&spec)
+            .entries
+            .iter()
+            .map(|(_, shape, _)| shape.iter().product::<i64>())
+            .sum();
+        // LLaMA-2 7B (6.74 B with a 32064 vocabulary) + DINOv2-L + SigLIP-So400m + projector.
+        assert!((7_400_000_000..7_700_000_000).contains(&params), "{params}");
+    }
 
     #[test]
     fn written_files_carry_hf_metadata_and_reload_exactly() {

@@ -322,7 +322,9 @@ impl VarBuilder {
                 t
             }
         };
-        let out = tensor.f_to_kind(self.kind)?.f_to_device(self.device)?;
+        // Device first: the dtype conversion then runs on the target device, so no converted
+        // (f32) copy is made on the host, and the host copy is the stored bf16 bytes only.
+        let out = tensor.f_to_device(self.device)?.f_to_kind(self.kind)?;
         if let Some(bar) = &self.progress {
             bar.inc(1);
         }
@@ -343,7 +345,7 @@ impl VarBuilder {
                 })?,
             _ => self.load(&key)?,
         };
-        Ok(t.f_to_kind(self.kind)?.f_to_device(self.device)?)
+        Ok(t.f_to_device(self.device)?.f_to_kind(self.kind)?)
     }
 
     /// Reads a stored tensor in its stored dtype on the CPU.

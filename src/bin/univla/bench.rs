@@ -1,9 +1,13 @@
 //! `univla bench`: full control steps (preprocessing included) on a synthetic 640×480 camera
-//! image; medians per stage, the whole step, and peak memory.
+//! image; medians and 95th percentiles per stage, the whole step, and peak memory (host, and
+//! on CUDA the device's). Stage times on CUDA are exact: the session synchronises the device at
+//! every stage boundary (`Session::set_sync_timing`).
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
+use tch::Device;
+use univla_ros::runtime::device::cuda_memory_in_use_mib;
 use univla_ros::runtime::preprocess::RgbImage;
 use univla_ros::runtime::session::{Policy, Session};
 
@@ -63,7 +67,12 @@ impl Stats {
         } else {
             (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
         };
-        json!({"median": median, "min": v.first(), "max": v.last()})
+        // Nearest-rank percentile.
+        let p95 = v
+            .get(((v.len() as f64 * 0.95).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN);
+        json!({"median": median, "p95": p95, "min": v.first(), "max": v.last()})
     }
 }
 
@@ -94,8 +103,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut step = Stats::default();
     let mut stages: BTreeMap<&'static str, Stats> = BTreeMap::new();
     let mut order: Vec<&'static str> = Vec::new();
+    let mut gpu_mem_mib: Option<f64> = None;
     for i in 0..args.warmup + args.steps {
         let out = session.step(&images[i % images.len()], proprio.as_deref())?;
+        if let Device::Cuda(index) = device {
+            // The caching allocator keeps what a step needed, so the maximum after steps is the peak.
+            if let Some(used) = cuda_memory_in_use_mib(index) {
+                gpu_mem_mib = Some(gpu_mem_mib.map_or(used, |m| m.max(used)));
+            }
+        }
         if i < args.warmup {
             continue;
         }
@@ -116,15 +132,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "step_ms": step.summary(),
         "stages_ms": order.iter().map(|s| (s.to_string(), stages[s].summary())).collect::<serde_json::Map<_, _>>(),
         "peak_rss_mib": peak_rss_mib(),
+        "gpu_mem_used_mib": gpu_mem_mib,
     });
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("{:<12} {:>10} {:>10} {:>10}", "stage", "median ms", "min ms", "max ms");
+        println!(
+            "{:<12} {:>10} {:>10} {:>10} {:>10}",
+            "stage", "median ms", "p95 ms", "min ms", "max ms"
+        );
         let row = |name: &str, s: &serde_json::Value| {
             println!(
-                "{name:<12} {:>10.2} {:>10.2} {:>10.2}",
+                "{name:<12} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
                 s["median"].as_f64().unwrap_or(f64::NAN),
+                s["p95"].as_f64().unwrap_or(f64::NAN),
                 s["min"].as_f64().unwrap_or(f64::NAN),
                 s["max"].as_f64().unwrap_or(f64::NAN)
             )
@@ -138,6 +159,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             peak_rss_mib().unwrap_or(f64::NAN),
             tch::get_num_threads()
         );
+        if let Some(m) = gpu_mem_mib {
+            println!("GPU memory in use after the steps (device-wide, CUDA context included): {m:.0} MiB");
+        }
     }
     Ok(())
 }

@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod common;
+mod compare;
 mod eval_bag;
 mod infer;
 mod label;
@@ -21,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run control steps on images with a checkpoint and print latent tokens and actions.
     Infer(infer::InferArgs),
+    /// Compare the policy on a device and dtypes with the CPU f32 reference (tokens, hidden
+    /// states, actions).
+    Compare(compare::CompareArgs),
     /// Time full control steps on a synthetic 640×480 camera image (per-stage medians).
     Bench(bench::BenchArgs),
     /// Label frame pairs with task-centric latent actions using the latent action model.
@@ -45,6 +49,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Infer(args) => infer::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::MakeCheckpoint(args) => make_checkpoint::run(args),
         Command::EvalBag(args) => eval_bag::run(*args),
         Command::BenchBag(args) => eval_bag::run_bench(args),

@@ -2,14 +2,16 @@
 //! with non-reference head sizes (window, action width, head count, R2R without visual pool).
 use std::path::PathBuf;
 
-use univla_ros::model::synthetic::{write_checkpoint, HeadVariant, SyntheticSpec};
+use univla_ros::model::synthetic::{write_checkpoint_on, HeadVariant, SyntheticSpec};
+use univla_ros::runtime::device::parse_device;
 
 #[derive(clap::Args)]
 pub struct MakeCheckpointArgs {
     /// Output directory (created).
     #[arg(long)]
     pub out: PathBuf,
-    /// Sizes: `tiny` (the golden fixture's) or `small` (the benchmark reference, ~70 M params).
+    /// Sizes: `tiny` (the golden fixture's), `small` (the benchmark reference, ~70 M params) or
+    /// `7b` (UniVLA-7B's sizes, 15 GB on disk; written one tensor at a time).
     #[arg(long, default_value = "tiny")]
     pub preset: String,
     /// Heads to write: realworld, libero, r2r (repeatable; default all three).
@@ -37,11 +39,16 @@ pub struct MakeCheckpointArgs {
     pub r2r_without_visual_embed: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: i64,
+    /// Where the VLM weights are drawn: cpu, or cuda[:N] (much faster for `7b`; other values
+    /// for the same seed).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 pub fn run(args: MakeCheckpointArgs) -> anyhow::Result<()> {
     let mut spec = SyntheticSpec::preset(&args.preset)
-        .ok_or_else(|| anyhow::anyhow!("unknown preset `{}`: tiny or small", args.preset))?;
+        .ok_or_else(|| anyhow::anyhow!("unknown preset `{}`: tiny, small or 7b", args.preset))?;
+    let device = parse_device(&args.device)?;
     if let Some(h) = args.hidden_size {
         spec.hidden_size = h;
     }
@@ -72,7 +79,7 @@ pub fn run(args: MakeCheckpointArgs) -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<_>>()?
     };
-    let written = write_checkpoint(&args.out, &spec, &heads, args.seed)?;
+    let written = write_checkpoint_on(&args.out, &spec, &heads, args.seed, device)?;
     eprintln!("wrote {} with heads:", args.out.display());
     for w in written {
         eprintln!("  {}", w.display());

@@ -42,8 +42,11 @@ pub enum PreprocessError {
     OddWidth { encoding: String, width: u32 },
     #[error("invalid argument: {0}")]
     Invalid(String),
+    #[cfg(feature = "opencv")]
     #[error("opencv: {0}")]
     OpenCv(#[from] opencv::Error),
+    #[error("{0} needs OpenCV, and this build was made without the `opencv` feature")]
+    NoOpenCv(&'static str),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
 }

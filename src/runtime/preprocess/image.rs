@@ -3,11 +3,16 @@
 use std::path::Path;
 use std::str::FromStr;
 
+#[cfg(feature = "opencv")]
 use opencv::core::{Mat, Vector, CV_8UC3};
+#[cfg(feature = "opencv")]
 use opencv::prelude::*;
+#[cfg(feature = "opencv")]
 use opencv::{imgcodecs, imgproc};
 
 use super::error::{PreprocessError, Result};
+#[cfg(not(feature = "opencv"))]
+use super::pure;
 
 /// Bytes per RGB pixel.
 const RGB_CHANNELS: usize = 3;
@@ -120,7 +125,8 @@ impl RgbImage {
 
     /// Converts a raw camera buffer (ROS `sensor_msgs/Image`: `encoding`, `step` bytes per row,
     /// possibly padded) to RGB8. The buffer must hold `step * height` bytes (the padding after
-    /// the last row may be missing). YUV 4:2:2 is converted with OpenCV, like `cv_bridge`.
+    /// the last row may be missing). YUV 4:2:2 is converted with OpenCV, like `cv_bridge` (without
+    /// the `opencv` feature: a bit-exact port of its conversion).
     pub fn from_raw(width: u32, height: u32, step: usize, encoding: PixelEncoding, data: &[u8]) -> Result<Self> {
         let name = || encoding.ros_name().to_owned();
         if width == 0 || height == 0 {
@@ -164,21 +170,47 @@ impl RgbImage {
                     });
                 }
                 let packed: Vec<u8> = rows.flatten().copied().collect();
-                let src = Mat::new_rows_cols_with_bytes::<opencv::core::Vec2b>(height as i32, width as i32, &packed)?;
-                let code = if encoding == PixelEncoding::Uyvy {
-                    imgproc::COLOR_YUV2RGB_UYVY
-                } else {
-                    imgproc::COLOR_YUV2RGB_YUYV
-                };
-                let mut rgb = Mat::default();
-                imgproc::cvt_color(&src, &mut rgb, code, 0)?;
-                return Self::from_rgb_mat(&rgb);
+                return Self::from_yuv422(width, height, encoding == PixelEncoding::Uyvy, &packed);
             }
         }
         Self::new(width, height, out)
     }
 
+    /// Tightly packed 4:2:2 (`uyvy`: `U Y0 V Y1`, else `Y0 U Y1 V`; `width` even) to RGB8 with
+    /// OpenCV's `cvtColor`.
+    #[cfg(feature = "opencv")]
+    fn from_yuv422(width: u32, height: u32, uyvy: bool, packed: &[u8]) -> Result<Self> {
+        let src = Mat::new_rows_cols_with_bytes::<opencv::core::Vec2b>(height as i32, width as i32, packed)?;
+        let code = if uyvy {
+            imgproc::COLOR_YUV2RGB_UYVY
+        } else {
+            imgproc::COLOR_YUV2RGB_YUYV
+        };
+        let mut rgb = Mat::default();
+        imgproc::cvt_color(&src, &mut rgb, code, 0)?;
+        Self::from_rgb_mat(&rgb)
+    }
+
+    /// Tightly packed 4:2:2 to RGB8 with the bit-exact port of OpenCV's conversion.
+    #[cfg(not(feature = "opencv"))]
+    fn from_yuv422(width: u32, height: u32, uyvy: bool, packed: &[u8]) -> Result<Self> {
+        let layout = if uyvy {
+            pure::Yuv422Layout::Uyvy
+        } else {
+            pure::Yuv422Layout::Yuyv
+        };
+        pure::yuv422_to_rgb(width, height, layout, packed)
+    }
+
+    /// Decodes PNG/JPEG (anything OpenCV's imgcodecs reads) bytes to RGB8; without the `opencv`
+    /// feature, PNG and JPEG through the `image` crate ([`super::pure::decode_rgb8`]).
+    #[cfg(not(feature = "opencv"))]
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        pure::decode_rgb8(bytes)
+    }
+
     /// Decodes PNG/JPEG (anything OpenCV's imgcodecs reads) bytes to RGB8.
+    #[cfg(feature = "opencv")]
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let buf = Vector::<u8>::from_slice(bytes);
         let bgr = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR)?;
@@ -243,6 +275,7 @@ impl RgbImage {
     }
 
     /// A borrowed OpenCV view (CV_8UC3, channel order unchanged).
+    #[cfg(feature = "opencv")]
     pub(crate) fn as_mat(&self) -> Result<opencv::boxed_ref::BoxedRef<'_, Mat>> {
         Ok(Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(
             self.height as i32,
@@ -252,6 +285,7 @@ impl RgbImage {
     }
 
     /// Copies a CV_8UC3 matrix whose channels are already in RGB order.
+    #[cfg(feature = "opencv")]
     pub(crate) fn from_rgb_mat(mat: &Mat) -> Result<Self> {
         if mat.typ() != CV_8UC3 {
             return Err(PreprocessError::Invalid(format!(

@@ -4,11 +4,14 @@
 mod error;
 mod image;
 pub mod pil_resize;
+pub mod pure;
 pub mod tf_crop;
 
 use std::path::Path;
 
+#[cfg(feature = "opencv")]
 use opencv::core::{Mat, Size};
+#[cfg(feature = "opencv")]
 use opencv::imgproc;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
@@ -34,7 +37,22 @@ pub enum ResizeMethod {
     OpenCvArea,
 }
 
+/// Resizes with the given method (same size: a copy). Without the `opencv` feature only
+/// [`ResizeMethod::PilBicubic`] is available; the OpenCV methods are an error.
+#[cfg(not(feature = "opencv"))]
+pub fn resize(img: &RgbImage, width: u32, height: u32, method: ResizeMethod) -> Result<RgbImage> {
+    if (img.width(), img.height()) == (width, height) {
+        return Ok(img.clone());
+    }
+    match method {
+        ResizeMethod::PilBicubic => Ok(pil_resize::resize_bicubic(img, width, height)),
+        ResizeMethod::OpenCvCubic => Err(PreprocessError::NoOpenCv("resize opencv-cubic")),
+        ResizeMethod::OpenCvArea => Err(PreprocessError::NoOpenCv("resize opencv-area")),
+    }
+}
+
 /// Resizes with the given method (same size: a copy).
+#[cfg(feature = "opencv")]
 pub fn resize(img: &RgbImage, width: u32, height: u32, method: ResizeMethod) -> Result<RgbImage> {
     if (img.width(), img.height()) == (width, height) {
         return Ok(img.clone());
