@@ -121,6 +121,10 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     crate::node::control::core::clip(&s, crate::node::control::core::MESSAGE_TEXT_CHARS).into_owned()
 }
 
+/// How long dropping the worker waits for a running job, and how often it looks.
+const DROP_WAIT: Duration = Duration::from_secs(2);
+const DROP_POLL: Duration = Duration::from_millis(5);
+
 /// Called on the worker thread after each result (wakes the control loop).
 type Notifier = Arc<Mutex<Option<Box<dyn Fn() + Send>>>>;
 
@@ -343,7 +347,13 @@ impl Drop for InferenceWorker {
     fn drop(&mut self) {
         self.tx = None;
         if let Some(h) = self.handle.take() {
-            // The thread ends after its current job; do not wait for a slow model forever.
+            // The thread ends after its current job. Give that job a moment, so the process does
+            // not tear libtorch down under a running inference, but never wait for a slow model
+            // forever.
+            let start = Instant::now();
+            while !h.is_finished() && start.elapsed() < DROP_WAIT {
+                std::thread::sleep(DROP_POLL);
+            }
             if h.is_finished() {
                 let _ = h.join();
             }
