@@ -20,7 +20,14 @@ fn infer_fails(dir: &Path, what: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_univla"))
         .env("RUST_BACKTRACE", "0")
         .env("RUST_LIB_BACKTRACE", "0")
-        .args(["infer", "--greedy", "--json", "--checkpoint"])
+        .args([
+            "infer",
+            "--greedy",
+            "--json",
+            "--unnorm-key",
+            "libero_10_no_noops",
+            "--checkpoint",
+        ])
         .arg(dir)
         .arg("--decoder")
         .arg(dir.join("action_decoder_libero.pt"))
