@@ -1,5 +1,5 @@
 //! rosbag2 `metadata.yaml` (format versions 4 to 9): storage plugin, files and topics.
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -139,10 +139,33 @@ pub struct BagMetadata {
     pub storage: StorageKind,
 }
 
+/// Whether `relative` names something inside the directory it is joined to: no root, drive
+/// prefix or `..` component.
+fn stays_inside(relative: &Path) -> bool {
+    relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// Refuses anything but a regular file (after following symlinks) before it is opened: a FIFO
+/// or device named like a bag file would block the reader forever or never end.
+pub(crate) fn require_regular_file(path: &Path) -> Result<(), BagError> {
+    let meta = std::fs::metadata(path).map_err(|e| BagError::io(path, e))?;
+    if meta.is_file() {
+        Ok(())
+    } else {
+        Err(BagError::Unsupported {
+            path: path.to_path_buf(),
+            why: "not a regular file (a directory, FIFO, socket or device)".into(),
+        })
+    }
+}
+
 impl BagMetadata {
     /// Reads and checks `<dir>/metadata.yaml`.
     pub fn load(dir: &Path) -> Result<Self, BagError> {
         let path = dir.join(METADATA_FILE);
+        require_regular_file(&path)?;
         let text = std::fs::read_to_string(&path).map_err(|e| BagError::io(&path, e))?;
         Self::parse(dir, &path, &text)
     }
@@ -192,6 +215,12 @@ impl BagMetadata {
             return Err(meta_err(
                 "relative_file_paths is empty: the bag lists no storage files".into(),
             ));
+        }
+        // A hostile or careless metadata.yaml must not make us read files outside the bag.
+        if let Some(p) = info.relative_file_paths.iter().find(|p| !stays_inside(Path::new(p))) {
+            return Err(meta_err(format!(
+                "relative_file_paths entry {p:?} is absolute or leaves the bag directory"
+            )));
         }
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -257,6 +286,24 @@ mod tests {
             assert_eq!((m.info.version, m.storage), (version, StorageKind::Mcap));
             assert_eq!(m.info.files[0].message_count, 12);
         }
+    }
+
+    #[test]
+    fn file_paths_outside_the_bag_are_refused() {
+        let dir = Path::new("bag");
+        let path = dir.join(METADATA_FILE);
+        for hostile in ["/etc/passwd", "../other/demo_0.db3", "sub/../../x.db3", ".."] {
+            let text = V4.replace("- demo_1.db3", &format!("- {hostile:?}"));
+            let err = BagMetadata::parse(dir, &path, &text).unwrap_err().to_string();
+            assert!(
+                err.contains("bag/metadata.yaml") && err.contains("leaves the bag directory") && err.contains(hostile),
+                "{hostile}: {err}"
+            );
+        }
+        // Sub-directories and `./` inside the bag stay accepted.
+        let text = V4.replace("- demo_1.db3", "- ./sub/demo_1.db3");
+        let m = BagMetadata::parse(dir, &path, &text).unwrap();
+        assert_eq!(m.file_paths()[1], dir.join("./sub/demo_1.db3"));
     }
 
     #[test]

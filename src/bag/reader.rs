@@ -13,7 +13,7 @@ use mcap::sans_io::indexed_reader::{IndexedReadEvent, IndexedReader, IndexedRead
 use mcap::sans_io::summary_reader::{SummaryReadEvent, SummaryReader};
 use rusqlite::{Connection, OpenFlags};
 
-use super::metadata::{BagMetadata, StorageKind, METADATA_FILE};
+use super::metadata::{require_regular_file, BagMetadata, StorageKind, METADATA_FILE};
 use super::BagError;
 
 /// Serialization format of ROS 2 messages in bags.
@@ -228,7 +228,7 @@ fn merge_topics(into: &mut Vec<TopicInfo>, more: Vec<TopicInfo>) {
 fn file_topics(storage: StorageKind, path: &Path) -> Result<Vec<TopicInfo>, BagError> {
     match storage {
         StorageKind::Mcap => {
-            let mut file = File::open(path).map_err(|e| BagError::io(path, e))?;
+            let mut file = open_regular(path)?;
             let summary = read_mcap_summary(path, &mut file)?;
             let mut counts: HashMap<u16, u64> = HashMap::new();
             if let Some(stats) = &summary.stats {
@@ -270,7 +270,30 @@ fn file_topics(storage: StorageKind, path: &Path) -> Result<Vec<TopicInfo>, BagE
     }
 }
 
+/// Opens a storage file for reading, refusing anything but a regular file (a FIFO named
+/// `x.mcap` would otherwise block the open forever). The open itself does not block
+/// (`O_NONBLOCK`, no effect on regular files), and the type is checked on the opened descriptor.
+fn open_regular(path: &Path) -> Result<File, BagError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| BagError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| BagError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(BagError::Unsupported {
+            path: path.to_path_buf(),
+            why: "not a regular file (a directory, FIFO, socket or device)".into(),
+        });
+    }
+    Ok(file)
+}
+
+/// Opens a sqlite3 storage file read-only; sqlite opens by path, so the file type is checked
+/// first (a FIFO named `x.db3` would block sqlite's open forever).
 fn open_sqlite(path: &Path) -> Result<Connection, BagError> {
+    require_regular_file(path)?;
     Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(
         |source| BagError::Sqlite {
             path: path.to_path_buf(),
@@ -390,7 +413,7 @@ struct McapSource {
 
 impl McapSource {
     fn open(path: &Path, topics: &[String]) -> Result<Self, BagError> {
-        let mut file = File::open(path).map_err(|e| BagError::io(path, e))?;
+        let mut file = open_regular(path)?;
         let summary = read_mcap_summary(path, &mut file)?;
         let mut channels = HashMap::new();
         for c in summary.channels.values() {

@@ -54,11 +54,30 @@ impl LlamaConfig {
         self.hidden_size / self.num_attention_heads
     }
 
-    /// Checks the cross-field rules a forward pass relies on.
+    /// Checks every field a forward pass reads, once at load, so that a corrupted or hostile
+    /// `config.json` ends in an error naming the field instead of a division by zero or a
+    /// tensor op on a negative size deep inside the model.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::Config(m));
-        if self.hidden_size <= 0 || self.num_attention_heads <= 0 || self.num_hidden_layers <= 0 {
-            return bad("text_config sizes must be positive".into());
+        for (field, value) in [
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.kv_heads()),
+            ("vocab_size", self.vocab_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if value <= 0 {
+                return bad(format!("text_config.{field} must be a positive integer, found {value}"));
+            }
+        }
+        for (field, value) in [("rope_theta", self.rope_theta), ("rms_norm_eps", self.rms_norm_eps)] {
+            if !(value.is_finite() && value > 0.0) {
+                return bad(format!(
+                    "text_config.{field} must be a positive finite number, found {value}"
+                ));
+            }
         }
         if self.hidden_size % self.num_attention_heads != 0 {
             return bad(format!(
@@ -68,16 +87,25 @@ impl LlamaConfig {
         }
         if self.head_dim() % 2 != 0 {
             return bad(format!(
-                "head dim {} must be even for rotary embeddings",
+                "text_config: head dim {} (hidden_size / num_attention_heads) must be even for rotary embeddings",
                 self.head_dim()
             ));
         }
         if self.num_attention_heads % self.kv_heads() != 0 {
             return bad(format!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                "text_config.num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads,
                 self.kv_heads()
             ));
+        }
+        // `pad_token_id` is not read (LLaMA configs may carry -1 there), so it is not checked.
+        for (field, id) in [("bos_token_id", self.bos_token_id), ("eos_token_id", self.eos_token_id)] {
+            if !(0..self.vocab_size).contains(&id) {
+                return bad(format!(
+                    "text_config.{field} {id} is outside the vocabulary (vocab_size {})",
+                    self.vocab_size
+                ));
+            }
         }
         Ok(())
     }
@@ -140,6 +168,21 @@ impl VlaConfig {
             }
         }
         cfg.text_config.validate()?;
+        cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The top-level fields beside `text_config`: padding and prompt-length limits.
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ModelError::Config(m));
+        for (field, value) in [
+            ("pad_to_multiple_of", self.pad_to_multiple_of),
+            ("llm_max_length", self.llm_max_length),
+        ] {
+            if value <= 0 {
+                return bad(format!("{field} must be a positive integer, found {value}"));
+            }
+        }
+        Ok(())
     }
 }

@@ -25,6 +25,9 @@ const ALWAYS_ALLOWED: &[&str] = &["use_sim_time"];
 const QOS_OVERRIDES: &str = "qos_overrides.";
 /// Highest accepted control rate.
 const MAX_CONTROL_RATE_HZ: f64 = 1000.0;
+/// Lowest accepted control rate: one step per 100 s. Below it the period would not fit a
+/// `Duration` (1e-300 Hz) or would stall the robot for hours between steps.
+const MIN_CONTROL_RATE_HZ: f64 = 0.01;
 /// Longest accepted timeout of any kind (one day).
 const MAX_TIMEOUT_S: f64 = 86_400.0;
 
@@ -266,9 +269,9 @@ impl CommonConfig {
     fn read(r: &mut ParamReader, instruction_topic_default: bool) -> Result<Self, NodeError> {
         let policy = PolicyConfig::read(r)?;
         let control_rate_hz = r.positive("control_rate_hz", 10.0)?;
-        if control_rate_hz > MAX_CONTROL_RATE_HZ {
+        if !(MIN_CONTROL_RATE_HZ..=MAX_CONTROL_RATE_HZ).contains(&control_rate_hz) {
             return Err(NodeError::config(format!(
-                "'control_rate_hz' must be at most {MAX_CONTROL_RATE_HZ}, got {control_rate_hz}"
+                "'control_rate_hz' must be within [{MIN_CONTROL_RATE_HZ}, {MAX_CONTROL_RATE_HZ}] Hz, got {control_rate_hz}"
             )));
         }
         let compressed = r.bool("compressed", false)?;
@@ -281,7 +284,7 @@ impl CommonConfig {
             },
         )?;
         let image_reliable = r.bool("image_reliable", false)?;
-        let image_timeout = Duration::from_secs_f64(r.positive("image_timeout_s", 1.0)?);
+        let image_timeout = r.seconds("image_timeout_s", 1.0, MAX_TIMEOUT_S, false)?;
         let use_instr = r.bool("use_instruction_topic", instruction_topic_default)?;
         let instr = r.string("instruction_topic", "instruction")?;
         let estop_topic = r.string("estop_topic", "estop")?;
@@ -322,7 +325,7 @@ impl CommonConfig {
             dry_run,
             max_instruction_chars: max_chars as usize,
             chunk_mode,
-            diagnostics_period: Duration::from_secs_f64(r.positive("diagnostics_period_s", 1.0)?),
+            diagnostics_period: r.seconds("diagnostics_period_s", 1.0, MAX_TIMEOUT_S, false)?,
             publish_monitoring: r.bool("publish_monitoring", true)?,
             realtime_priority,
             frame_id: r.string("frame_id", "base_link")?,
@@ -488,7 +491,7 @@ impl ArmConfig {
         let mut r = ParamReader::new(p);
         let common = CommonConfig::read(&mut r, false)?;
         let joint_state_topic = r.string("joint_state_topic", "joint_states")?;
-        let joint_state_timeout = Duration::from_secs_f64(r.positive("joint_state_timeout_s", 0.5)?);
+        let joint_state_timeout = r.seconds("joint_state_timeout_s", 0.5, MAX_TIMEOUT_S, false)?;
         let joint_names = r.string_array("joint_names")?;
         let mut seen = std::collections::HashSet::new();
         if let Some(d) = joint_names.iter().find(|n| !seen.insert(n.as_str())) {
@@ -852,6 +855,54 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("0..=19"), "{e}");
+    }
+
+    /// Values that pass a plain "positive" check but would overflow a `Duration` (or stall the
+    /// robot) are refused at start-up with the parameter's name, never a panic.
+    #[test]
+    fn extreme_values_name_the_parameter() {
+        for (name, value) in [
+            ("control_rate_hz", "1e-300"),
+            ("control_rate_hz", "1e300"),
+            ("image_timeout_s", "1e20"),
+            ("image_timeout_s", "1e300"),
+            ("diagnostics_period_s", "1e20"),
+            ("joint_state_timeout_s", "1e20"),
+            ("estop_heartbeat_timeout_s", "1e20"),
+            ("inference_timeout_s", "1e20"),
+            ("result_timeout_s", "1e20"),
+        ] {
+            let setting = format!("{name}:={value}");
+            let e = arm(&["-p", "joint_names:=[a]", "-p", &setting])
+                .err()
+                .unwrap_or_else(|| panic!("{setting} was accepted"))
+                .to_string();
+            assert!(e.contains(name), "{setting}: {e}");
+        }
+        for (name, value) in [
+            ("turn_deg", "1e300"),
+            ("forward_m", "1e300"),
+            ("linear_speed", "1e-300"),
+            ("angular_speed_deg", "1e-300"),
+            ("settle_s", "1e20"),
+            ("control_rate_hz", "1e-300"),
+            ("image_timeout_s", "1e20"),
+        ] {
+            let setting = format!("{name}:={value}");
+            let mut v = BASE.to_vec();
+            v.extend_from_slice(&["-p", &setting]);
+            let e = NavConfig::from_params(&params(&v))
+                .err()
+                .unwrap_or_else(|| panic!("{setting} was accepted"))
+                .to_string();
+            assert!(
+                e.contains(name) || (name.contains("speed") && e.contains("one motion would last")),
+                "{setting}: {e}"
+            );
+        }
+        // The extremes that are accepted give a finite period.
+        let slow = arm(&["-p", "joint_names:=[a]", "-p", "control_rate_hz:=0.01"]).unwrap();
+        assert_eq!(slow.common.period(), Duration::from_secs(100));
     }
 
     #[test]

@@ -57,13 +57,30 @@ pub fn test_pattern(width: u32, height: u32, frame: u32) -> Vec<u8> {
     data
 }
 
+/// Accepted publishing rates: at most 1 kHz, at least one frame per 100 s (a smaller rate's
+/// period would not fit a `Duration`).
+const RATE_RANGE_HZ: std::ops::RangeInclusive<f64> = 0.01..=1000.0;
+
+impl SyntheticRobotConfig {
+    /// Checks the rate and image size before anything is published.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        if !RATE_RANGE_HZ.contains(&self.rate_hz) || self.width == 0 || self.height == 0 {
+            return Err(NodeError::config(format!(
+                "rate must be within [{}, {}] Hz and the image non-empty, got {} Hz, {}x{}",
+                RATE_RANGE_HZ.start(),
+                RATE_RANGE_HZ.end(),
+                self.rate_hz,
+                self.width,
+                self.height
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Publishes until `duration` has passed. Returns the frames published.
 pub fn run_synthetic_robot(node: &mut RosNode, cfg: &SyntheticRobotConfig) -> Result<u64, NodeError> {
-    if !(cfg.rate_hz > 0.0 && cfg.rate_hz <= 1000.0) || cfg.width == 0 || cfg.height == 0 {
-        return Err(NodeError::config(
-            "rate must be in (0, 1000] Hz and the image non-empty",
-        ));
-    }
+    cfg.validate()?;
     let cam = node.create_publisher::<Image>(&cfg.image_topic, Qos::sensor_data())?;
     let joints = node.create_publisher::<JointState>(&cfg.joint_state_topic, Qos::default_profile())?;
     let instr = node.create_publisher::<StringMsg>(&cfg.instruction_topic, Qos::default_profile())?;
@@ -113,5 +130,18 @@ mod tests {
         let a = super::test_pattern(8, 4, 0);
         assert_eq!(a.len(), 8 * 4 * 3);
         assert_ne!(a, super::test_pattern(8, 4, 1));
+    }
+
+    #[test]
+    fn extreme_rates_are_refused() {
+        for rate_hz in [1e-300, 0.0, -1.0, f64::NAN, 1e300] {
+            let cfg = super::SyntheticRobotConfig {
+                rate_hz,
+                ..Default::default()
+            };
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains("rate must be within"), "{rate_hz}: {e}");
+        }
+        super::SyntheticRobotConfig::default().validate().unwrap();
     }
 }

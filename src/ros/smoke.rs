@@ -15,6 +15,9 @@ pub const NODE_NAME: &str = "univla_smoke";
 pub const MAX_RUN_SECS: f64 = 3600.0;
 /// Highest accepted publishing rate.
 const MAX_RATE_HZ: f64 = 1000.0;
+/// Lowest accepted publishing rate (one message per 100 s); below it the period would not fit
+/// a `Duration` (`rate_hz:=1e-300`).
+const MIN_RATE_HZ: f64 = 0.01;
 /// Longest sleep between polls of the input topic.
 const POLL_PERIOD: Duration = Duration::from_millis(5);
 /// Prefix of echoed messages.
@@ -39,8 +42,12 @@ impl SmokeConfig {
         let rate_hz = p.positive_f64_or("rate_hz", 2.0)?;
         let run_secs = p.positive_f64_or("run_secs", 5.0)?;
         let range = |name: &str, why: String| super::RosArgsError::ParamRange { name: name.into(), why };
-        if rate_hz > MAX_RATE_HZ {
-            return Err(range("rate_hz", format!("must be at most {MAX_RATE_HZ}, got {rate_hz}")).into());
+        if !(MIN_RATE_HZ..=MAX_RATE_HZ).contains(&rate_hz) {
+            return Err(range(
+                "rate_hz",
+                format!("must be within [{MIN_RATE_HZ}, {MAX_RATE_HZ}], got {rate_hz}"),
+            )
+            .into());
         }
         if run_secs > MAX_RUN_SECS {
             return Err(range("run_secs", format!("must be at most {MAX_RUN_SECS}, got {run_secs}")).into());
@@ -171,5 +178,10 @@ mod tests {
             .to_string()
             .contains("must be a float"));
         assert!(cfg(&["-p", "count:=-1"]).is_err());
+        // Tiny rates would overflow the period's Duration: a clean error naming the parameter.
+        for rate in ["rate_hz:=1e-300", "rate_hz:=1e300"] {
+            let e = cfg(&["-p", rate]).unwrap_err().to_string();
+            assert!(e.contains("rate_hz"), "{rate}: {e}");
+        }
     }
 }
