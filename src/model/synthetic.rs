@@ -741,7 +741,12 @@ mod tests {
             .double_value(&[]);
         let other = head.narrow(0, 0, ACT_TOKEN_BASE).std(true).double_value(&[]);
         assert!(act > 1.0 && other < 0.05, "ACT rows std {act}, others {other}");
-        let bytes = std::fs::read(&path).unwrap();
+        assert_hf_metadata(&path);
+    }
+
+    /// The safetensors header carries `format: pt`, as transformers requires.
+    fn assert_hf_metadata(path: &Path) {
+        let bytes = std::fs::read(path).unwrap();
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         assert_eq!(
             meta.metadata()
@@ -773,15 +778,7 @@ mod tests {
             .view([2, 3])
             .to_kind(Kind::BFloat16);
         write_tensors(&path, &[("a.weight".into(), a.shallow_clone())]).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        assert_eq!(
-            meta.metadata()
-                .as_ref()
-                .and_then(|m| m.get("format"))
-                .map(String::as_str),
-            Some("pt")
-        );
+        assert_hf_metadata(&path);
         let back = Tensor::read_safetensors(&path).unwrap();
         assert_eq!(back[0].0, "a.weight");
         assert!(back[0].1.equal(&a));

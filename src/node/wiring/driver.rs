@@ -137,6 +137,17 @@ impl NodeIo {
     }
 }
 
+/// Why the e-stop holds the robot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EstopCause {
+    /// `true` on the topic.
+    Topic,
+    /// Dead-man mode, and no `false` has arrived yet.
+    NoHeartbeat,
+    /// Dead-man mode, and the last `false` is older than the timeout.
+    HeartbeatLate,
+}
+
 /// The e-stop as the loop sees it: the topic's last value and the dead-man heartbeat.
 struct EstopState {
     /// Last value on the topic.
@@ -145,29 +156,35 @@ struct EstopState {
     heartbeat: Option<Instant>,
     /// Dead-man timeout (zero: off).
     timeout: Duration,
-    /// What the core was last told (`Some(reason)`: engaged).
-    applied: Option<String>,
+    /// What the core was last told (`Some`: engaged).
+    applied: Option<EstopCause>,
 }
 
 impl EstopState {
-    /// Why the robot must be held by the e-stop now, if it must.
-    fn reason(&self, topic_name: &str, wall: Instant) -> Option<String> {
+    /// Why the robot must be held by the e-stop now, if it must (checked on every wake-up, so
+    /// it allocates nothing).
+    fn cause(&self, wall: Instant) -> Option<EstopCause> {
         if self.topic {
-            return Some(format!("e-stop engaged on {topic_name}"));
+            return Some(EstopCause::Topic);
         }
         if self.timeout.is_zero() {
             return None;
         }
         match self.heartbeat {
-            None => Some(format!(
-                "dead-man mode: no e-stop heartbeat (false) on {topic_name} yet"
-            )),
-            Some(h) => (wall.saturating_duration_since(h) > self.timeout).then(|| {
-                format!(
-                    "dead-man mode: no e-stop heartbeat (false) on {topic_name} within {:.2} s",
-                    self.timeout.as_secs_f64()
-                )
-            }),
+            None => Some(EstopCause::NoHeartbeat),
+            Some(h) => (wall.saturating_duration_since(h) > self.timeout).then_some(EstopCause::HeartbeatLate),
+        }
+    }
+
+    /// The reason shown to operators for `cause`.
+    fn reason(&self, cause: EstopCause, topic_name: &str) -> String {
+        match cause {
+            EstopCause::Topic => format!("e-stop engaged on {topic_name}"),
+            EstopCause::NoHeartbeat => format!("dead-man mode: no e-stop heartbeat (false) on {topic_name} yet"),
+            EstopCause::HeartbeatLate => format!(
+                "dead-man mode: no e-stop heartbeat (false) on {topic_name} within {:.2} s",
+                self.timeout.as_secs_f64()
+            ),
         }
     }
 }
@@ -243,12 +260,13 @@ impl<C: ControlCore, A: Actuator<C::Command>> Driver<'_, C, A> {
     /// Tells the core about an e-stop change (engaged, released, or a new reason) and sends
     /// what it returns at once.
     fn apply_estop(&mut self, wall: Instant) {
-        let reason = self.estop.reason(&self.estop_topic, wall);
-        if reason == self.estop.applied {
+        let cause = self.estop.cause(wall);
+        if cause == self.estop.applied {
             return;
         }
+        let reason = cause.map(|c| self.estop.reason(c, &self.estop_topic));
         let tick = self.core.set_estop(reason.as_deref(), self.clock.now());
-        self.estop.applied = reason;
+        self.estop.applied = cause;
         self.emit(tick);
     }
 
