@@ -177,11 +177,11 @@ fn action_server_keeps_results_for_result_timeout() {
 
 /// Our FollowJointTrajectory client (in `univla_arm`) against a Fast DDS action server written
 /// as ros2_control's controllers are served by rmw_fastrtps, which answers `get_result` only a
-/// second after each goal ended: every planned trajectory arrives as a well-formed goal, every
-/// result request is answered, and the `Execute` goal runs to its step limit.
+/// second after each goal ended. The controller is started with the node, so the first goals
+/// race its discovery: goals are refused until it is discovered, then every planned trajectory
+/// and the final hold arrive as well-formed goals, every result request is answered, and the
+/// `Execute` goal runs to its step limit.
 #[test]
-#[ignore = "fails: the Fast DDS controller receives no goals from univla_arm's FollowJointTrajectory client \
-            (the node logs 'trajectory controller did not answer'); under investigation, see issue 15"]
 fn fastdds_follow_joint_trajectory_server_answering_late() {
     use univla_ros::ros::action::{GoalStatus, RosActionClient};
     use univla_ros::ros::msgs::builtin_interfaces::Duration as RosDuration;
@@ -198,6 +198,8 @@ fn fastdds_follow_joint_trajectory_server_answering_late() {
                 ("action", "/arm_controller/follow_joint_trajectory".into()),
                 ("run", "40".into()),
                 ("late", "1.0".into()),
+                // One trajectory per control step of the 8-step goal (none lost to discovery).
+                ("min_motion", "8".into()),
             ],
             PEER_LIMIT,
         )
@@ -237,7 +239,9 @@ fn fastdds_follow_joint_trajectory_server_answering_late() {
     });
     drop(robot);
     let report = controller.join().expect("the controller thread panicked");
+    eprintln!("{report}");
     report.passed("fjt_goals");
+    report.passed("fjt_last_goal_is_hold");
     report.passed("fjt_results_answered_late");
     assert!(report.exit_ok, "{report}");
     let status = node.interrupt_and_wait(WAIT);

@@ -685,6 +685,51 @@ fn transcode<T: Serialize, U: serde::de::DeserializeOwned>(value: &T) -> Result<
         .map_err(|e| e.to_string())
 }
 
+/// Whether an action server is on the graph: the request readers and reply writers of its goal
+/// and cancel services have been discovered (rclcpp's `action_server_is_ready` asks the same of
+/// the matched endpoints). A request written before that is lost: DDS delivers a volatile sample
+/// only to the readers known when it is written.
+#[derive(Clone)]
+pub struct ActionServerProbe {
+    participant: ros2_client::dds::rustdds::DomainParticipant,
+    /// DDS topic names of the server's request readers.
+    request_topics: [String; 2],
+    /// DDS topic names of the server's reply writers.
+    reply_topics: [String; 2],
+}
+
+impl ActionServerProbe {
+    fn new(participant: ros2_client::dds::rustdds::DomainParticipant, action: &str) -> Self {
+        let topic = |prefix: &str, service: &str, suffix: &str| format!("{prefix}{action}/_action/{service}{suffix}");
+        Self {
+            participant,
+            request_topics: [
+                topic("rq", "send_goal", "Request"),
+                topic("rq", "cancel_goal", "Request"),
+            ],
+            reply_topics: [topic("rr", "send_goal", "Reply"), topic("rr", "cancel_goal", "Reply")],
+        }
+    }
+
+    /// True when every endpoint of the goal and cancel services has been discovered.
+    pub fn is_ready(&self) -> bool {
+        let readers = self.participant.discovered_readers();
+        let writers = self.participant.discovered_writers();
+        self.request_topics
+            .iter()
+            .all(|t| readers.iter().any(|r| &r.subscription_topic_data.topic_name == t))
+            && self
+                .reply_topics
+                .iter()
+                .all(|t| writers.iter().any(|w| w.publication_topic_data.topic_name() == t))
+    }
+}
+
+/// One `get_result` or `cancel_goal` request sent without waiting (see
+/// [`RosActionClient::request_result`]): its answer is matched to it by this token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestToken(RmwRequestId);
+
 /// An action client for `A` on one action name.
 pub struct RosActionClient<A: RosAction> {
     inner: ActionClient<A::Goal, A::Result, A::Feedback>,
@@ -717,6 +762,11 @@ impl<A: RosAction> RosActionClient<A> {
             action: self.name.clone(),
             reason,
         }
+    }
+
+    /// The resolved action name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Resolves once the server's goal service is matched (unbounded: wrap it in a timeout).
@@ -752,6 +802,72 @@ impl<A: RosAction> RosActionClient<A> {
             .await
             .map_err(|e| self.err(format!("result of {id}: {e:?}")))?;
         Ok((status.into(), result))
+    }
+
+    /// A probe telling whether this client's server is on the graph (`context` must be the one
+    /// this client's node was created in).
+    pub fn server_probe(&self, context: &super::transport::RosContext) -> ActionServerProbe {
+        ActionServerProbe::new(context.participant(), &self.name)
+    }
+
+    /// Sends a goal and returns at once with its request's token and the goal's id; the
+    /// server's answer comes from [`Self::take_goal_answer`].
+    pub fn request_goal(&self, goal: A::Goal) -> Result<(RequestToken, GoalId), RosError> {
+        self.inner
+            .send_goal(goal)
+            .map(|(req, id)| (RequestToken(req), GoalId(id)))
+            .map_err(|e| self.err(format!("send goal: {e:?}")))
+    }
+
+    /// The next answer to a goal sent with [`Self::request_goal`]: its token and whether the
+    /// server accepted the goal.
+    pub fn take_goal_answer(&self) -> Result<Option<(RequestToken, bool)>, RosError> {
+        match self.inner.goal_client().receive_response() {
+            Ok(Some((req, r))) => Ok(Some((RequestToken(req), r.accepted))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.err(format!("reading goal answers: {e:?}"))),
+        }
+    }
+
+    /// Sends a `get_result` request and returns at once. Answers come from
+    /// [`Self::take_result`]; unlike [`Self::result`], any number may be outstanding, since one
+    /// reader takes every answer and none is dropped as another request's.
+    pub fn request_result(&self, id: GoalId) -> Result<RequestToken, RosError> {
+        self.inner
+            .request_result(id.0)
+            .map(RequestToken)
+            .map_err(|e| self.err(format!("request result of {id}: {e:?}")))
+    }
+
+    /// The next `get_result` answer that has arrived, with the token of its request.
+    pub fn take_result(&self) -> Result<Option<(RequestToken, GoalStatus, A::Result)>, RosError> {
+        match self.inner.result_client().receive_response() {
+            Ok(Some((req, r))) => Ok(Some((RequestToken(req), r.status.into(), r.result))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.err(format!("reading results: {e:?}"))),
+        }
+    }
+
+    /// Sends a `cancel_goal` request for `id` and returns at once (answers from
+    /// [`Self::take_cancel`]).
+    pub fn request_cancel(&self, id: GoalId) -> Result<RequestToken, RosError> {
+        self.inner
+            .cancel_goal(id.0)
+            .map(RequestToken)
+            .map_err(|e| self.err(format!("cancel {id}: {e:?}")))
+    }
+
+    /// The next `cancel_goal` answer that has arrived: its request's token and the goals the
+    /// server started canceling.
+    pub fn take_cancel(&self) -> Result<Option<(RequestToken, Vec<GoalId>)>, RosError> {
+        match self.inner.cancel_client().receive_response() {
+            Ok(Some((req, r))) => Ok(Some((
+                RequestToken(req),
+                r.goals_canceling.iter().map(|g| GoalId(g.goal_id)).collect(),
+            ))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.err(format!("reading cancel answers: {e:?}"))),
+        }
     }
 
     /// Feedback of one goal as a stream (pin it with `futures::pin_mut!`).

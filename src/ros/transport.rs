@@ -88,6 +88,11 @@ impl RosContext {
     pub fn domain_id(&self) -> u16 {
         self.domain_id
     }
+
+    /// The DDS participant (a handle: discovery queries from other threads).
+    pub(crate) fn participant(&self) -> ros2_client::dds::rustdds::DomainParticipant {
+        self.inner.domain_participant()
+    }
 }
 
 /// A ROS 2 node: identity from `--ros-args`, endpoints, clock and background tasks.

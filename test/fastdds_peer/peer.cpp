@@ -584,6 +584,10 @@ int run_fjt_server(const Args& a) {
     // How long after a goal ends its result is withheld from get_result requests.
     double late_s = a.num("late", 1.0);
     size_t want_joints = static_cast<size_t>(a.num("joints", 7));
+    // Multi-point goals that must arrive (every trajectory the client plans); holds come after.
+    size_t min_motion = static_cast<size_t>(a.num("min_motion", 1));
+    size_t motion_goals = 0, hold_goals = 0;
+    uint32_t last_points = 0;
     const std::string t = "control_msgs::action::dds_::FollowJointTrajectory_";
     const std::string base = action + "/_action/";
     Participant p(domain);
@@ -629,6 +633,8 @@ int run_fjt_server(const Args& a) {
                 in.str();
                 auto joints = in.strings();
                 uint32_t points = in.count(4);
+                last_points = points;
+                ++(points > 1 ? motion_goals : hold_goals);
                 if (joints.size() != want_joints || points == 0) {
                     ++bad_goals;
                     bad = std::to_string(joints.size()) + " joints, " + std::to_string(points) + " points";
@@ -700,9 +706,12 @@ int run_fjt_server(const Args& a) {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    report(goals.size() >= 2 && bad_goals == 0, "fjt_goals",
-           std::to_string(goals.size()) + " goals accepted, " + std::to_string(bad_goals) + " malformed" +
-               (bad.empty() ? "" : " (" + bad + ")"));
+    report(last_points == 1, "fjt_last_goal_is_hold",
+           "the last goal has " + std::to_string(last_points) + " points (a hold has one)");
+    report(motion_goals >= min_motion && hold_goals >= 1 && bad_goals == 0, "fjt_goals",
+           std::to_string(goals.size()) + " goals accepted: " + std::to_string(motion_goals) + " trajectories (at least " +
+               std::to_string(min_motion) + " expected), " + std::to_string(hold_goals) + " holds, " +
+               std::to_string(bad_goals) + " malformed" + (bad.empty() ? "" : " (" + bad + ")"));
     report(result_requests >= 1 && waiting.empty(), "fjt_results_answered_late",
            std::to_string(result_requests) + " get_result requests, " + std::to_string(results_sent) + " answered " +
                std::to_string(late_s) + " s after their goal ended, " + std::to_string(waiting.size()) + " pending, " +

@@ -80,6 +80,13 @@ fn hold_trajectory(header: &Header, names: &[String], positions: &[f64], period:
 }
 
 impl Actuator<ArmCommand> for Outputs {
+    fn ready(&self) -> Result<(), String> {
+        match &self.actuators {
+            Actuators::Joints { action: Some(a), .. } => a.ready(),
+            _ => Ok(()),
+        }
+    }
+
     fn send(&self, cmd: &ArmCommand, header: &Header, actuate: bool, monitoring: bool) {
         let period = self.period;
         match (&self.actuators, cmd) {
@@ -234,7 +241,11 @@ pub fn run_arm_with(
             names: joint_names.clone(),
             topic: node.create_publisher(trajectory_topic, Qos::default_profile())?,
             action: match follow_action {
-                Some(a) => Some(TrajectoryActionSender::start(RosActionClient::new(&mut node, a)?)?),
+                Some(a) => {
+                    let client = RosActionClient::new(&mut node, a)?;
+                    let probe = client.server_probe(&context);
+                    Some(TrajectoryActionSender::start(client, probe)?)
+                }
                 None => None,
             },
         },

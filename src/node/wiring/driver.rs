@@ -60,6 +60,12 @@ pub trait Actuator<C> {
     /// Sends `cmd` stamped with `header`; `actuate` false (dry run) sends only monitoring,
     /// `monitoring` false only actuator messages.
     fn send(&self, cmd: &C, header: &Header, actuate: bool, monitoring: bool);
+
+    /// Why a goal cannot start because the actuators cannot be reached, if it cannot (a
+    /// controller that is not on the graph would miss the motion and the stop alike).
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The endpoints every policy node has besides its actuators (and `/rosout` for its logs).
@@ -230,7 +236,12 @@ impl<C: ControlCore, A: Actuator<C::Command>> Driver<'_, C, A> {
 
     fn start(&mut self, spec: GoalSpec, id: Option<GoalId>) {
         let now = self.clock.now();
-        match self.core.start_goal(spec, now) {
+        let ready = if self.cfg.dry_run {
+            Ok(())
+        } else {
+            self.actuator.ready()
+        };
+        match ready.and_then(|()| self.core.start_goal(spec, now)) {
             Ok(started) => {
                 let epoch = started.epoch;
                 // The preempted motion's stop first, then the bookkeeping.
