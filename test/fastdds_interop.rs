@@ -2,8 +2,10 @@
 //! rclcpp over `rmw_fastrtps_cpp` (test/fastdds_peer/) drives the real `univla_arm` binary:
 //! camera and joint-state topics in, trajectories out, the whole `Execute` action protocol
 //! (early, late, repeated, second-client and unknown-goal `get_result`, preemption, cancel), the
-//! parameter services and the node's `ros_discovery_info` entry. DDS tests: run them in a private
-//! network namespace (scripts/test.sh); they fail outside one.
+//! parameter services and the node's `ros_discovery_info` entry; the same for `univla_nav` (camera
+//! in, `Twist` out); and `univla_arm`'s FollowJointTrajectory client against a Fast DDS
+//! controller. DDS tests: run them in a private network namespace (scripts/test.sh); they fail
+//! outside one.
 mod fastdds;
 mod node_common;
 
@@ -246,4 +248,88 @@ fn fastdds_follow_joint_trajectory_server_answering_late() {
     assert!(report.exit_ok, "{report}");
     let status = node.interrupt_and_wait(WAIT);
     assert!(status.success(), "univla_arm exit status {status:?}");
+}
+
+const NAV: &str = env!("CARGO_BIN_EXE_univla_nav");
+
+/// The navigation node with the tiny checkpoint's R2R head, 10 Hz decisions.
+fn start_nav(dir: &std::path::Path, domain: u16, distro: &str) -> ChildGuard {
+    let ckpt = checkpoint(dir);
+    let params = dir.join("nav.yaml");
+    std::fs::write(
+        &params,
+        format!(
+            "/base/nav_policy:\n  ros__parameters:\n    checkpoint: {}\n    decoder: action_decoder_r2r.safetensors\n    \
+             greedy: true\n    control_rate_hz: 10.0\n    linear_speed: 0.25\n    angular_speed_deg: 15.0\n    \
+             settle_s: 0.05\n    image_timeout_s: 2.0\n",
+            ckpt.display()
+        ),
+    )
+    .unwrap();
+    let args: Vec<String> = [
+        "-r",
+        "__node:=nav_policy",
+        "-r",
+        "__ns:=/base",
+        "--params-file",
+        &params.display().to_string(),
+        "-r",
+        "image_raw:=/cam/image",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    spawn_with_env(NAV, domain, &args, &[("ROS_DISTRO", distro)])
+}
+
+/// An rclcpp client on Fast DDS drives `univla_nav`: camera in, `Twist` commands out (every one a
+/// configured profile, a zero twist after cancel), the `Execute` action with early, late and
+/// unknown-goal `get_result`, the parameter services and `ros_discovery_info`.
+fn nav_scenario(domain: u16, distro: &str) {
+    guard();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_nav(dir.path(), domain, distro);
+    let report = run_peer(
+        "nav",
+        &[
+            ("domain", domain.to_string()),
+            ("action", "/base/nav_policy/execute".into()),
+            ("node", "/base/nav_policy".into()),
+            ("image", "/cam/image".into()),
+            ("cmd_vel", "/base/cmd_vel".into()),
+            ("distro", distro.into()),
+            ("rate", "10".into()),
+            ("linear", "0.25".into()),
+            ("angular_deg", "15".into()),
+        ],
+        PEER_LIMIT,
+    );
+    for check in [
+        "action_discovery",
+        "send_goal",
+        "result_requested_early",
+        "result_late",
+        "result_unknown_goal",
+        "cancel_zero_twist",
+        "cmd_vel",
+        "get_parameters",
+        "list_parameters",
+        "set_parameters",
+    ] {
+        report.passed(check);
+    }
+    report.passed(&format!("discovery_info_{distro}"));
+    assert!(report.exit_ok, "the Fast DDS peer reported failures:\n{report}");
+    let status = node.interrupt_and_wait(WAIT);
+    assert!(status.success(), "univla_nav exit status {status:?}");
+}
+
+#[test]
+fn fastdds_rclcpp_client_drives_nav_node_jazzy() {
+    nav_scenario(75, "jazzy");
+}
+
+#[test]
+fn fastdds_rclcpp_client_drives_nav_node_humble() {
+    nav_scenario(76, "humble");
 }

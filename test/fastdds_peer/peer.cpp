@@ -3,8 +3,9 @@
 // 0 only if every check passed. Every wait is bounded; a failure names the message that never
 // arrived. Run it only inside a private network namespace (the Rust tests do).
 //
-// Usage: fastdds_peer arm|fjt-server key=value...   (keys: see run_arm and run_fjt_server)
+// Usage: fastdds_peer arm|nav|fjt-server key=value...   (keys: see run_arm, run_nav and run_fjt_server)
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -308,7 +309,7 @@ void encode_param_value(CdrOut& o, const ParamValue& v) {
     for (int k = 0; k < 5; ++k) o.u32(0);  // empty arrays
 }
 
-void check_parameters(Participant& p, const std::string& node, double wait_s) {
+void check_parameters(Participant& p, const std::string& node, double wait_s, double rate_hz) {
     ServiceClient get(p, node + "/get_parameters", "rcl_interfaces::srv::dds_::GetParameters");
     ServiceClient list(p, node + "/list_parameters", "rcl_interfaces::srv::dds_::ListParameters");
     ServiceClient set(p, node + "/set_parameters", "rcl_interfaces::srv::dds_::SetParameters");
@@ -326,7 +327,7 @@ void check_parameters(Participant& p, const std::string& node, double wait_s) {
             CdrIn in(*r);
             uint32_t n = in.count(1);
             ParamValue v = n ? decode_param_value(in) : ParamValue{};
-            report(n == 1 && v.type == 3 && v.d == 10.0, "get_parameters",
+            report(n == 1 && v.type == 3 && v.d == rate_hz, "get_parameters",
                    "control_rate_hz: n=" + std::to_string(n) + " type=" + std::to_string(v.type) + " value=" + std::to_string(v.d));
         }
     }
@@ -372,6 +373,32 @@ void check_parameters(Participant& p, const std::string& node, double wait_s) {
                    std::string("successful=") + (ok ? "true" : "false") + " reason='" + reason + "' read back='" + value + "'");
         }
     }
+}
+
+// The node's entry in ros_discovery_info, decoded with this distribution's Gid layout.
+void check_discovery_info(fdds::DataReader* disc, const std::string& node, const std::string& distro, double wait) {
+    size_t gid_len = distro == "humble" ? 24 : 16;
+    std::string want_ns = node.substr(0, node.rfind('/'));
+    std::string want_name = node.substr(node.rfind('/') + 1);
+    if (want_ns.empty()) want_ns = "/";
+    std::string seen;
+    auto found = poll_for(wait, [&]() -> std::optional<NodeInfo> {
+        while (auto s = take(disc)) {
+            try {
+                for (const auto& n : decode_discovery(s->body, gid_len)) {
+                    seen += n.ns + "|" + n.name + " ";
+                    if (n.ns == want_ns && n.name == want_name) return n;
+                }
+            } catch (const CdrError& e) {
+                seen += std::string("<undecodable: ") + e.what() + "> ";
+            }
+        }
+        return std::nullopt;
+    });
+    report(found && found->writers > 0 && found->readers > 0, "discovery_info_" + distro,
+           found ? want_ns + "/" + want_name + " with " + std::to_string(found->readers) + " readers, " +
+                       std::to_string(found->writers) + " writers"
+                 : "no decodable ros_discovery_info entry for " + node + " (seen: " + seen + ")");
 }
 
 // --- the arm scenario ------------------------------------------------------------------------
@@ -528,34 +555,154 @@ int run_arm(const Args& a) {
     report(cu && cu->code == 2 && cu->canceling.empty(), "cancel_unknown_goal",
            cu ? "return_code=" + std::to_string(cu->code) : "no CancelGoal response for an unknown goal");
 
-    check_parameters(p, node, wait);
+    check_parameters(p, node, wait, 10.0);
 
-    // The node's entry in ros_discovery_info, decoded with this distribution's Gid layout.
-    size_t gid_len = distro == "humble" ? 24 : 16;
-    std::string want_ns = node.substr(0, node.rfind('/'));
-    std::string want_name = node.substr(node.rfind('/') + 1);
-    if (want_ns.empty()) want_ns = "/";
-    std::string seen;
-    auto found = poll_for(wait, [&]() -> std::optional<NodeInfo> {
-        while (auto s = take(disc)) {
-            try {
-                for (const auto& n : decode_discovery(s->body, gid_len)) {
-                    seen += n.ns + "|" + n.name + " ";
-                    if (n.ns == want_ns && n.name == want_name) return n;
-                }
-            } catch (const CdrError& e) {
-                seen += std::string("<undecodable: ") + e.what() + "> ";
-            }
-        }
-        return std::nullopt;
-    });
-    report(found && found->writers > 0 && found->readers > 0, "discovery_info_" + distro,
-           found ? want_ns + "/" + want_name + " with " + std::to_string(found->readers) + " readers, " +
-                       std::to_string(found->writers) + " writers"
-                 : "no decodable ros_discovery_info entry for " + node + " (seen: " + seen + ")");
+    check_discovery_info(disc, node, distro, wait);
     return failures == 0 ? 0 : 1;
 }
 
+
+// --- the navigation scenario -------------------------------------------------------------------
+
+struct TwistMsg {
+    double lx, ly, lz, ax, ay, az;
+};
+
+TwistMsg decode_twist(const Bytes& b) {
+    CdrIn in(b);
+    return TwistMsg{in.f64(), in.f64(), in.f64(), in.f64(), in.f64(), in.f64()};
+}
+
+int run_nav(const Args& a) {
+    uint32_t domain = static_cast<uint32_t>(a.num("domain", 0));
+    std::string action = a.get("action", "/base/nav_policy/execute");
+    std::string node = a.get("node", "/base/nav_policy");
+    std::string distro = a.get("distro", "jazzy");
+    double wait = a.num("wait", 90);
+    double prompt = a.num("prompt", 5);
+    double linear = a.num("linear", 0.25);
+    double angular = a.num("angular_deg", 15) * M_PI / 180.0;
+    double rate = a.num("rate", 10);
+
+    Participant p(domain);
+    auto* cam = p.writer("rt" + a.get("image", "/cam/image"), "sensor_msgs::msg::dds_::Image_", Qos::sensor());
+    auto* cmd = p.reader("rt" + a.get("cmd_vel", "/base/cmd_vel"), "geometry_msgs::msg::dds_::Twist_", Qos::dflt());
+    auto* disc = p.reader("ros_discovery_info", "rmw_dds_common::msg::dds_::ParticipantEntitiesInfo_", Qos::latched());
+    std::atomic<bool> stop{false};
+    std::thread inputs([&] {
+        auto start = Clock::now();
+        for (uint8_t k = 0; !stop && since(start) < 600; ++k) {
+            write(cam, image_msg(64, 48, k));
+            std::this_thread::sleep_for(std::chrono::milliseconds(66));
+        }
+    });
+    struct Join {
+        std::atomic<bool>& s;
+        std::thread& t;
+        ~Join() {
+            s = true;
+            t.join();
+        }
+    } join{stop, inputs};
+    // Every velocity command the base received, with its arrival time.
+    std::vector<std::pair<Clock::time_point, TwistMsg>> twists;
+    size_t bad_twists = 0;
+    std::string bad;
+    auto drain = [&] {
+        while (auto s = take(cmd)) {
+            try {
+                twists.emplace_back(Clock::now(), decode_twist(s->body));
+            } catch (const CdrError& e) {
+                ++bad_twists;
+                bad = e.what();
+            }
+        }
+    };
+    auto is_zero = [](const TwistMsg& t) { return t.lx == 0 && t.ly == 0 && t.lz == 0 && t.ax == 0 && t.ay == 0 && t.az == 0; };
+
+    ActionClient c(p, action, "univla_msgs", "Execute");
+    if (!poll_for(wait, [&] { return c.ready(); })) {
+        report(false, "action_discovery", "the action server's services/topics under " + action + "/_action/ were not all matched");
+        return 1;
+    }
+    report(true, "action_discovery", "send_goal, get_result, cancel_goal, feedback and status matched");
+
+    // A goal of at most 3 decisions; the node rejects goals until it has images, so retry.
+    Uuid goal_a{};
+    bool accepted = false;
+    auto start = Clock::now();
+    while (!accepted && since(start) < wait) {
+        goal_a = random_uuid();
+        auto r = c.send_goal(goal_a, "walk to the sofa", 3, 10);
+        if (!r) {
+            report(false, "send_goal", "no SendGoal response");
+            return 1;
+        }
+        accepted = *r;
+        if (!accepted) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    report(accepted, "send_goal", accepted ? "goal accepted" : "goal never accepted");
+    if (!accepted) return 1;
+    int64_t result_a = c.request_result(goal_a);
+    auto ra = poll_for(wait, [&] { return c.result_reply(result_a); });
+    bool a_ok = ra && ra->status == STATUS_SUCCEEDED &&
+                ((ra->outcome == OUTCOME_STEP_LIMIT && ra->steps == 3) || (ra->steps >= 1 && ra->steps <= 3));
+    report(a_ok, "result_requested_early", ra ? describe(*ra) : "no GetResult response (requested right after acceptance)");
+    auto late = c.get_result(goal_a, prompt);
+    report(late && ra && late->status == ra->status && late->steps == ra->steps, "result_late",
+           late ? describe(*late) : "no GetResult response after the goal ended");
+    auto unknown = c.get_result(random_uuid(), prompt);
+    report(unknown && unknown->status == STATUS_UNKNOWN, "result_unknown_goal",
+           unknown ? describe(*unknown) : "no GetResult response for an unknown goal");
+
+    // Cancel stops the base with a zero twist (unless the policy chose STOP first: retry).
+    bool canceled = false;
+    std::string cancel_detail = "every goal ended by STOP before its cancel";
+    for (int attempt = 0; attempt < 3 && !canceled; ++attempt) {
+        Uuid g = random_uuid();
+        auto r = c.send_goal(g, "find the kitchen", 0, 10);
+        if (!r || !*r) {
+            cancel_detail = "goal for the cancel was not accepted";
+            break;
+        }
+        drain();
+        auto t_cancel = Clock::now();
+        auto ans = c.cancel(g, 10);
+        if (!ans) {
+            cancel_detail = "no CancelGoal response";
+            break;
+        }
+        if (ans->code != 0) continue;
+        auto res = c.get_result(g, wait);
+        auto zero = poll_for(prompt, [&]() -> std::optional<bool> {
+            drain();
+            for (const auto& [at, t] : twists)
+                if (at >= t_cancel && is_zero(t)) return true;
+            return std::nullopt;
+        });
+        canceled = res && res->status == STATUS_CANCELED && res->outcome == OUTCOME_CANCELED && zero;
+        cancel_detail = std::string(res ? describe(*res) : "no GetResult response for the canceled goal") +
+                        (zero ? ", zero twist after the cancel" : ", no zero twist after the cancel");
+    }
+    report(canceled, "cancel_zero_twist", cancel_detail);
+
+    // Every command decodes and is one of the configured profiles.
+    drain();
+    size_t off_profile = 0;
+    for (const auto& [at, t] : twists) {
+        bool fwd = t.lx == linear && t.az == 0;
+        bool turn = t.lx == 0 && std::abs(std::abs(t.az) - angular) < 1e-9;
+        bool ok = t.ly == 0 && t.lz == 0 && t.ax == 0 && t.ay == 0 && (is_zero(t) || fwd || turn);
+        off_profile += ok ? 0 : 1;
+    }
+    report(!twists.empty() && bad_twists == 0 && off_profile == 0, "cmd_vel",
+           std::to_string(twists.size()) + " Twist messages, " + std::to_string(bad_twists) + " undecodable" +
+               (bad.empty() ? "" : " (" + bad + ")") + ", " + std::to_string(off_profile) + " off the configured profiles");
+
+    check_parameters(p, node, wait, rate);
+    check_discovery_info(disc, node, distro, wait);
+    return failures == 0 ? 0 : 1;
+}
 
 // --- a FollowJointTrajectory server, as ros2_control's joint_trajectory_controller ----------
 
@@ -739,6 +886,7 @@ int main(int argc, char** argv) {
     try {
         std::string mode = argv[1];
         if (mode == "arm") return run_arm(a);
+        if (mode == "nav") return run_nav(a);
         if (mode == "fjt-server") return run_fjt_server(a);
         std::fprintf(stderr, "unknown mode '%s'\n", argv[1]);
         return 2;
