@@ -57,7 +57,7 @@ fn start_arm(dir: &std::path::Path, domain: u16, extra_env: &[(&str, &str)], ext
 }
 
 /// The checks every run of the arm scenario must pass, whatever the distribution.
-const ARM_CHECKS: [&str; 19] = [
+const ARM_CHECKS: [&str; 21] = [
     "action_discovery",
     "send_goal",
     "feedback",
@@ -77,6 +77,8 @@ const ARM_CHECKS: [&str; 19] = [
     "get_parameters",
     "list_parameters",
     "set_parameters",
+    "rosout_one_writer",
+    "clock_reader_type",
 ];
 
 fn arm_scenario(domain: u16, distro: &str) {

@@ -117,8 +117,10 @@ impl RosNode {
             what: format!("node {}", identity.fqn),
             reason: format!("{e:?}"),
         })?;
+        // `/rosout` is published by our logging layer (`super::logging::attach_rosout`), one
+        // writer per node as rcl has; ros2-client's own would be a second one.
         let mut options = NodeOptions::new()
-            .enable_rosout(args.rosout_logs)
+            .enable_rosout(false)
             .allow_undeclared_parameters(true);
         for (name, value) in identity.params.iter() {
             options = options.declare_parameter(name, value.to_ros2_client());

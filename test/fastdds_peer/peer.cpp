@@ -401,6 +401,29 @@ void check_discovery_info(fdds::DataReader* disc, const std::string& node, const
                  : "no decodable ros_discovery_info entry for " + node + " (seen: " + seen + ")");
 }
 
+// One /rosout writer for the node's one participant (rcl creates one per node), and its /clock
+// reader typed rosgraph_msgs/Clock, so a simulator's /clock matches it and tools see no type
+// conflict on /clock.
+void check_graph_hygiene(fdds::DataReader* rosout, fdds::DataWriter* clock, double wait) {
+    fdds::SubscriptionMatchedStatus rs;
+    poll_for(wait, [&]() -> std::optional<bool> {
+        rosout->get_subscription_matched_status(rs);
+        return rs.current_count >= 1 ? std::optional(true) : std::nullopt;
+    });
+    // Let a second writer, if there is one, be discovered too.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    rosout->get_subscription_matched_status(rs);
+    report(rs.current_count == 1, "rosout_one_writer", std::to_string(rs.current_count) + " /rosout writers matched");
+    fdds::PublicationMatchedStatus st;
+    auto readers = poll_for(wait, [&]() -> std::optional<int32_t> {
+        clock->get_publication_matched_status(st);
+        return st.current_count >= 1 ? std::optional(st.current_count) : std::nullopt;
+    });
+    report(readers.has_value(), "clock_reader_type",
+           readers ? std::to_string(*readers) + " rosgraph_msgs/Clock readers on /clock"
+                   : "no /clock reader typed rosgraph_msgs/Clock matched");
+}
+
 // --- the arm scenario ------------------------------------------------------------------------
 
 int run_arm(const Args& a) {
@@ -423,6 +446,9 @@ int run_arm(const Args& a) {
     auto* traj = p.reader("rt" + a.get("trajectory", "/robot/joint_trajectory"),
                           "trajectory_msgs::msg::dds_::JointTrajectory_", Qos::dflt());
     auto* disc = p.reader("ros_discovery_info", "rmw_dds_common::msg::dds_::ParticipantEntitiesInfo_", Qos::latched());
+    // Graph hygiene probes: /rosout as rcl reads it, and /clock as a simulator publishes it.
+    auto* rosout = p.reader("rt/rosout", "rcl_interfaces::msg::dds_::Log_", Qos::dflt());
+    auto* clock = p.writer("rt/clock", "rosgraph_msgs::msg::dds_::Clock_", Qos::dflt());
     std::atomic<bool> stop{false};
     std::thread inputs([&] {
         auto start = Clock::now();
@@ -556,8 +582,8 @@ int run_arm(const Args& a) {
            cu ? "return_code=" + std::to_string(cu->code) : "no CancelGoal response for an unknown goal");
 
     check_parameters(p, node, wait, 10.0);
-
     check_discovery_info(disc, node, distro, wait);
+    check_graph_hygiene(rosout, clock, prompt);
     return failures == 0 ? 0 : 1;
 }
 

@@ -711,9 +711,12 @@ impl Node {
       None // No parameter services
     };
 
+    // univla_ros patch: /clock carries rosgraph_msgs/Clock (a struct holding one
+    // builtin_interfaces/Time, so the CDR bytes are the same and it still decodes as Time).
+    // Typed as Time, this reader was a type conflict on /clock and matched no simulator.
     let clock_topic = self.create_topic(
       &Name::new("/", "clock").unwrap(),
-      MessageTypeName::new("builtin_interfaces", "Time"),
+      MessageTypeName::new("rosgraph_msgs", "Clock"),
       &DEFAULT_SUBSCRIPTION_QOS,
     )?;
 
