@@ -39,7 +39,7 @@ fn torch_lib_dir() -> Option<PathBuf> {
 fn cuda_include_dir(torch_lib: &std::path::Path) -> Option<PathBuf> {
     println!("cargo:rerun-if-env-changed=CUDA_INCLUDE_DIR");
     let complete = |d: &std::path::Path| d.join("cuda_runtime_api.h").exists() && d.join("crt/host_config.h").exists();
-    if let Some(dir) = std::env::var_os("CUDA_INCLUDE_DIR") {
+    if let Some(dir) = std::env::var_os("CUDA_INCLUDE_DIR").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
     let site = torch_lib.parent()?.parent()?;

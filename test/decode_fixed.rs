@@ -13,7 +13,7 @@ use tch::Tensor;
 use univla_ros::model::generate::Decoding;
 use univla_ros::model::vla::{DecodeMode, DecodeState, LatentOutput, UniVla};
 use univla_ros::runtime::preprocess::RgbImage;
-use univla_ros::runtime::session::{Policy, PolicyOptions};
+use univla_ros::runtime::session::{Policy, PolicyOptions, Session};
 
 const CAPACITY: i64 = 512;
 
@@ -189,4 +189,42 @@ fn decode_modes_parse() {
         .unwrap_err()
         .to_string()
         .contains("unknown decode mode"));
+}
+
+/// A whole session in `graphs` mode (vision towers, projector and decode steps as graphs; on the
+/// CPU the eager fallback) against `dynamic` mode: the same ids and actions at every step.
+#[test]
+fn graphs_mode_session_matches_dynamic_mode() {
+    let g = Golden::load();
+    let ck = common::checkpoint();
+    let run = |mode: DecodeMode| {
+        let mut opts = PolicyOptions::new(&ck, ck.join("action_decoder.pt"));
+        opts.decoding = Decoding::Greedy;
+        opts.decode = mode;
+        let mut session = Session::new(Policy::load(opts).unwrap()).unwrap();
+        session.reset(g.json["deploy"]["instruction"].as_str().unwrap());
+        let mut out = Vec::new();
+        for t in 0..g.steps("deploy").len() {
+            let image = RgbImage::load(common::fixture().join(format!("images/deploy_step{t}.png"))).unwrap();
+            let proprio =
+                Vec::<f64>::try_from(g.tensor("deploy", t, "proprio").to_kind(tch::Kind::Double).view([-1])).unwrap();
+            let step = session.step(&image, Some(&proprio)).unwrap();
+            out.push((step.inference.unwrap().latent_ids, step.pre_action));
+        }
+        (out, session.decode_mode())
+    };
+    let (dynamic, dynamic_mode) = run(DecodeMode::Dynamic);
+    let (graphs, graphs_mode) = run(DecodeMode::Graphs);
+    assert_eq!(dynamic_mode, "dynamic");
+    assert_eq!(graphs_mode, "fixed (graph capture failed)");
+    for (t, ((ids_d, act_d), (ids_g, act_g))) in dynamic.iter().zip(&graphs).enumerate() {
+        assert_eq!(ids_g, ids_d, "step {t} ids");
+        assert_eq!(
+            ids_d,
+            &ids_of(&g.step("deploy", t)["generated_latent_ids"]),
+            "step {t} reference ids"
+        );
+        let worst = act_d.iter().zip(act_g).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-4, "step {t}: actions differ by {worst}");
+    }
 }

@@ -79,6 +79,7 @@ pub struct DecodeState {
     fixed: FixedBuffers,
     mode: DecodeMode,
     graphs: GraphSlot,
+    vision: VisionSlot,
 }
 
 impl DecodeState {
@@ -109,6 +110,24 @@ struct FixedBuffers {
     states: Tensor,
     /// `[4, V]` f32.
     logits: Tensor,
+}
+
+/// The vision towers and the projector as two CUDA graphs over a fixed input buffer (the image
+/// size never changes within a session); their outputs are the tensors the capture produced,
+/// which every replay rewrites in place.
+#[derive(Debug, Default)]
+enum VisionSlot {
+    #[default]
+    Empty,
+    Ready {
+        input: Tensor,
+        /// Not read here, but the projector graph reads it: it must stay allocated.
+        _features: Tensor,
+        projected: Tensor,
+        vision: CudaGraph,
+        projector: CudaGraph,
+    },
+    Failed,
 }
 
 /// The captured decode-step graphs, for the decoding settings they were captured with.
@@ -234,6 +253,7 @@ impl UniVla {
             },
             mode,
             graphs: GraphSlot::Empty,
+            vision: VisionSlot::Empty,
         }
     }
 
@@ -245,6 +265,74 @@ impl UniVla {
         let projected = self.projector.forward(&features)?;
         obs.stage_done("projector");
         Ok(projected)
+    }
+
+    /// [`UniVla::encode_image`] within a session: in `Graphs` mode, the vision towers and the
+    /// projector replay CUDA graphs captured on first use (eager if capture fails or the image
+    /// shape changes). The result is the caller's own tensor.
+    pub fn encode_image_in(
+        &self,
+        pixel_values: &Tensor,
+        state: &mut DecodeState,
+        obs: &mut dyn StageObserver,
+    ) -> Result<Tensor> {
+        if state.mode != DecodeMode::Graphs || matches!(state.vision, VisionSlot::Failed) {
+            return self.encode_image(pixel_values, obs);
+        }
+        if let VisionSlot::Ready { input, .. } = &state.vision {
+            if input.size() != pixel_values.size() {
+                state.vision = VisionSlot::Empty;
+            }
+        }
+        if matches!(state.vision, VisionSlot::Empty) {
+            match self.capture_vision(pixel_values) {
+                Ok(slot) => state.vision = slot,
+                Err(e) => {
+                    tracing::warn!("CUDA graphs unavailable for the vision towers, running them eagerly: {e}");
+                    state.vision = VisionSlot::Failed;
+                    return self.encode_image(pixel_values, obs);
+                }
+            }
+        }
+        let VisionSlot::Ready {
+            input,
+            projected,
+            vision,
+            projector,
+            ..
+        } = &mut state.vision
+        else {
+            return self.encode_image(pixel_values, obs);
+        };
+        input.f_copy_(&pixel_values.f_to_device(self.device)?.f_to_kind(self.kind)?)?;
+        vision.replay()?;
+        obs.stage_done("vision");
+        projector.replay()?;
+        obs.stage_done("projector");
+        Ok(projected.copy())
+    }
+
+    fn capture_vision(&self, pixel_values: &Tensor) -> Result<VisionSlot> {
+        let input = pixel_values.f_to_device(self.device)?.f_to_kind(self.kind)?.copy();
+        let mut features = None;
+        let vision = CudaGraph::capture(self.device, || {
+            features = Some(self.vision.forward(&input)?);
+            Ok(())
+        })?;
+        let features = features.ok_or_else(|| ModelError::Graph("the vision capture produced nothing".into()))?;
+        let mut projected = None;
+        let projector = CudaGraph::capture(self.device, || {
+            projected = Some(self.projector.forward(&features)?);
+            Ok(())
+        })?;
+        let projected = projected.ok_or_else(|| ModelError::Graph("the projector capture produced nothing".into()))?;
+        Ok(VisionSlot::Ready {
+            input,
+            _features: features,
+            projected,
+            vision,
+            projector,
+        })
     }
 
     /// Generates the 4 latent tokens for projected patches and prompt ids (BOS first, `▁` last).

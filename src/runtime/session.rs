@@ -503,7 +503,7 @@ impl Session {
         let p = Arc::clone(&self.policy);
         let pixel_values = p.processor.pixel_values(image)?;
         clock.stage_done("preprocess");
-        let projected = p.vla.encode_image(&pixel_values, clock)?;
+        let projected = p.vla.encode_image_in(&pixel_values, &mut self.state, clock)?;
         let prompt = build_prompt(&self.instruction, &self.history, p.style);
         let input_ids = p.tokenizer.encode(&prompt)?;
         if input_ids.len() as i64 > p.opts.max_prompt_tokens {
