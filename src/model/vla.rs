@@ -80,22 +80,6 @@ pub struct DecodeState {
     mode: DecodeMode,
     graphs: GraphSlot,
     vision: VisionSlot,
-    prefill: Vec<PrefillSlot>,
-}
-
-/// A padded prefill length's input buffer, its output, and its graph.
-#[derive(Debug)]
-struct PrefillSlot {
-    input: Tensor,
-    output: Option<Tensor>,
-    graph: GraphState,
-}
-
-#[derive(Debug)]
-enum GraphState {
-    Empty,
-    Ready(CudaGraph),
-    Failed,
 }
 
 impl DecodeState {
@@ -270,7 +254,6 @@ impl UniVla {
             mode,
             graphs: GraphSlot::Empty,
             vision: VisionSlot::Empty,
-            prefill: Vec::new(),
         }
     }
 
@@ -391,13 +374,8 @@ impl UniVla {
             ],
             1,
         )?;
-        let fixed = matches!(state.mode, DecodeMode::Fixed | DecodeMode::Graphs);
-        let hidden = if fixed {
-            self.fixed_prefill(&embeds, state)?
-        } else {
-            state.cache.reset();
-            self.llm.forward_embeds(&embeds, &state.rope, &mut state.cache, None)?
-        };
+        state.cache.reset();
+        let hidden = self.llm.forward_embeds(&embeds, &state.rope, &mut state.cache, None)?;
         obs.stage_done("prefill");
         let eos = self.cfg.text_config.eos_token_id;
         // Token 1 from the prefill's last position; each decode step then feeds the last token
@@ -444,81 +422,11 @@ impl UniVla {
         let generated = Vec::<i64>::try_from(generated.view([-1]).to_device(Device::Cpu))?;
         Ok(LatentOutput {
             generated,
-            // A copy either way: in fixed mode `hidden` is a buffer the next step rewrites.
-            visual_embed: hidden.narrow(1, 0, VISUAL_EMBED_POSITIONS).to_kind(Kind::Float).copy(),
+            visual_embed: hidden.narrow(1, 0, VISUAL_EMBED_POSITIONS).to_kind(Kind::Float),
             latent_action: states.to_kind(Kind::Float),
             prefix_len,
             logits,
         })
-    }
-
-    /// The prefill over a fixed-size input: `embeds` [1, T, H] is copied into a zero-padded
-    /// buffer of the next multiple of [`PREFILL_BUCKET`] tokens (capped at the cache capacity),
-    /// and the whole buffer runs causally from position 0 (the padding comes after every real
-    /// token, so it changes none of their states; its cache entries are overwritten or masked by
-    /// the decode steps). In `Graphs` mode each padded length is captured once and replayed. The
-    /// result is `[1, T, H]`, a view of a buffer the next prefill rewrites.
-    fn fixed_prefill(&self, embeds: &Tensor, state: &mut DecodeState) -> Result<Tensor> {
-        let t = embeds.size()[1];
-        let padded = ((t + PREFILL_BUCKET - 1) / PREFILL_BUCKET * PREFILL_BUCKET).min(state.cache.capacity());
-        let DecodeState {
-            rope,
-            cache,
-            prefill,
-            mode,
-            ..
-        } = state;
-        let slot = match prefill.iter().position(|s| s.input.size()[1] == padded) {
-            Some(i) => &mut prefill[i],
-            None => {
-                prefill.push(PrefillSlot {
-                    input: Tensor::zeros([1, padded, embeds.size()[2]], (self.kind, self.device)),
-                    output: None,
-                    graph: GraphState::Empty,
-                });
-                prefill
-                    .last_mut()
-                    .ok_or_else(|| ModelError::Invalid("no prefill slot".into()))?
-            }
-        };
-        slot.input.narrow(1, 0, t).f_copy_(embeds)?;
-        // Zeros after the prompt (any values would do: no real token attends to them).
-        let _ = slot.input.narrow(1, t, padded - t).zero_();
-        let run = |input: &Tensor, rope: &Rope, cache: &mut KvCache| {
-            cache.reset();
-            self.llm.forward_embeds(input, rope, cache, None)
-        };
-        if *mode == DecodeMode::Graphs && matches!(slot.graph, GraphState::Empty) {
-            let mut output = None;
-            match CudaGraph::capture(self.device, || {
-                output = Some(run(&slot.input, rope, cache)?);
-                Ok(())
-            }) {
-                Ok(g) => {
-                    // The capture executed nothing: replay once for this step's states.
-                    g.replay()?;
-                    slot.output = output;
-                    slot.graph = GraphState::Ready(g);
-                }
-                Err(e) => {
-                    tracing::warn!("CUDA graphs unavailable for the prefill, running it eagerly: {e}");
-                    slot.graph = GraphState::Failed;
-                }
-            }
-        } else if let GraphState::Ready(g) = &slot.graph {
-            g.replay()?;
-        }
-        if !matches!(slot.graph, GraphState::Ready(_)) {
-            slot.output = Some(run(&slot.input, rope, cache)?);
-        }
-        // The host-side length the dynamic path would have: the decode steps advance it.
-        cache.reset();
-        cache.advance(t);
-        let output = slot
-            .output
-            .as_ref()
-            .ok_or_else(|| ModelError::Invalid("prefill produced no output".into()))?;
-        Ok(output.narrow(1, 0, t))
     }
 
     /// The three device-position decode steps over `state.fixed`: replayed CUDA graphs in
@@ -579,9 +487,6 @@ impl UniVla {
         Ok(())
     }
 }
-
-/// Padded prefills come in lengths that are multiples of this many tokens (one graph each).
-pub const PREFILL_BUCKET: i64 = 32;
 
 /// Stage names of the 4 token steps (the first comes from the prefill's logits).
 pub const DECODE_STAGES: [&str; LATENT_TOKENS] = ["token1", "decode1", "decode2", "decode3"];
