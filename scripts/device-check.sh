@@ -10,13 +10,19 @@
 #   scripts/device-check.sh run BUNDLE_DIR RESULTS_DIR [--skip-7b]
 #       There, from the repository root: runs the binary on that PyTorch's libtorch
 #       (LD_LIBRARY_PATH=<torch>/lib): CUDA vs CPU parity on the golden fixture, the CLI in
-#       f32/bf16/f16, and `univla bench` on the fixture and on a generated 7B checkpoint.
+#       f32/bf16/f16, and `univla bench` on the fixture and on a generated 7B checkpoint for
+#       each decode mode ($BENCH_DECODE_MODES, default `dynamic fixed graphs`), plus the 7B's
+#       greedy latent ids in each mode.
 #       Writes logs and JSON into RESULTS_DIR and prints a short summary last.
 #
 # Settings: DEVICE_TORCH_VENV (where the link-only wheel goes), DEVICE_TARGET_DIR (cargo target
-# of the bundle build), DEVICE_PYTHON (the host's python3), DEVICE_SCRATCH (where the 15 GB 7B
-# checkpoint is written, default /tmp), BENCH_STEPS, and DEVICE_CHECK_DEVICE=cpu to dry-run the
-# run step on a machine without a GPU.
+# of the bundle build), DEVICE_FEATURES (cargo features of the bundle, default `cuda-graphs`;
+# empty for none), DEVICE_CUDA_HEADERS (the NVIDIA wheels whose CUDA runtime headers the
+# cuda-graphs shim compiles against, matching the CUDA of $DEVICE_TORCH) and
+# DEVICE_CUDA_HEADERS_DIR (where they are unpacked), DEVICE_PYTHON (the
+# host's python3), DEVICE_SCRATCH (where the 15 GB 7B checkpoint is written, default /tmp),
+# BENCH_STEPS, BENCH_DECODE_MODES, and DEVICE_CHECK_DEVICE=cpu to dry-run the run step on a
+# machine without a GPU.
 #
 # Why a patched torch-sys: tch 0.26 expects libtorch 2.13 and its C wrapper
 # (torch_api_generated.cpp) names a few ops that 2.11 lacks. The bundle step compiles that
@@ -29,6 +35,10 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 DEVICE_TORCH=${DEVICE_TORCH:-2.11.0}
+DEVICE_FEATURES=${DEVICE_FEATURES-cuda-graphs}
+# torch 2.11.0's CUDA 13.0 (its `cuda-toolkit==13.0.2` pin): the runtime API headers and the
+# compiler-runtime headers they include.
+DEVICE_CUDA_HEADERS=${DEVICE_CUDA_HEADERS:-nvidia-cuda-runtime==13.0.96 nvidia-cuda-crt==13.0.88}
 say() { printf '[device-check] %s\n' "$*" >&2; }
 die() {
     say "error: $*"
@@ -84,6 +94,20 @@ bundle() {
     local torch
     torch=$(echo "$venv"/lib/python3*/site-packages/torch)
     [ -f "$torch/lib/libtorch_cuda.so" ] || die "$torch has no libtorch_cuda.so (a CPU-only wheel?)"
+    # The cuda-graphs shim includes libtorch's CUDA headers, which include the CUDA runtime's:
+    # those come from NVIDIA's header wheels, unpacked into a folder of their own.
+    local cuda_include=
+    if [[ ",$DEVICE_FEATURES," == *,cuda-graphs,* ]]; then
+        local headers=${DEVICE_CUDA_HEADERS_DIR:-$venv/cuda-headers}
+        cuda_include=$(echo "$headers"/nvidia/cu*/include)
+        if [ ! -f "$cuda_include/cuda_runtime_api.h" ] || [ ! -f "$cuda_include/crt/host_config.h" ]; then
+            say "installing CUDA runtime headers ($DEVICE_CUDA_HEADERS) into $headers"
+            # shellcheck disable=SC2086 # a list of requirements
+            "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --upgrade --target "$headers" $DEVICE_CUDA_HEADERS
+            cuda_include=$(echo "$headers"/nvidia/cu*/include)
+        fi
+        [ -f "$cuda_include/crt/host_config.h" ] || die "no CUDA runtime headers in $headers"
+    fi
 
     local target=${DEVICE_TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}/device-torch-$DEVICE_TORCH}
     local stage=$target/stage
@@ -112,22 +136,22 @@ bundle() {
     rm -rf "$stage/src" && mkdir -p "$stage/src"
     (cd "$root" && git ls-files -co --exclude-standard | tar -cf - -T -) | tar -xf - -C "$stage/src"
 
-    say "building univla (release, no opencv) against libtorch $DEVICE_TORCH"
+    say "building univla (release, no opencv, features: ${DEVICE_FEATURES:-none}) against libtorch $DEVICE_TORCH"
     (
         cd "$stage/src"
         unset LIBTORCH_USE_PYTORCH VIRTUAL_ENV LIBTORCH_LIB
         # --allow-shlib-undefined: libtorch_cuda's CUDA libraries (cuBLAS, cuDNN, …) are found on
         # the GPU host at run time; the build machine needs none of them.
         LIBTORCH=$torch LIBTORCH_BYPASS_VERSION_CHECK=1 CARGO_TARGET_DIR=$target \
-            RUSTFLAGS="-C link-arg=-Wl,--allow-shlib-undefined" \
-            cargo build --release --no-default-features --bin univla \
+            CUDA_INCLUDE_DIR=$cuda_include RUSTFLAGS="-C link-arg=-Wl,--allow-shlib-undefined" \
+            cargo build --release --no-default-features --features "$DEVICE_FEATURES" --bin univla \
             --config "patch.crates-io.torch-sys.path='$stage/torch-sys'"
     )
     mkdir -p "$out"
     strip -o "$out/univla" "$target/release/univla"
     cp "$root/scripts/device-check.sh" "$out/device-check.sh"
     {
-        echo "torch $DEVICE_TORCH"
+        echo "torch $DEVICE_TORCH, features: ${DEVICE_FEATURES:-none}"
         (cd "$root" && echo "commit $(git rev-parse --short HEAD 2>/dev/null), $(git status --short | wc -l) files changed")
     } >"$out/BUILD_INFO"
     say "bundle ready: $(du -sh "$out" | cut -f1) in $out"
@@ -163,7 +187,7 @@ run() {
 
     # 0. The card's ceilings, measured as METHOD-style references for the floor: a 4 GiB
     # device-to-device copy (bytes read + written) and an 8192³ bf16 matrix product.
-    "$python" - <<'PY' 2>&1 | tee "$results/ceilings.txt"
+    "$python" - <<'PY' 2>&1 | tee "$results/ceilings.txt" || true
 import torch
 def timed(fn, reps=10):
     for _ in range(3): fn()
@@ -178,6 +202,7 @@ del x, y
 a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
 t = timed(lambda: a @ b); print(f"bf16 matmul 8192^3: {2 * 8192**3 / t / 1e12:.0f} TFLOP/s")
 PY
+    [ "${PIPESTATUS[0]}" = 0 ] || say "ceilings not measured (no GPU?)"
 
     # 1. Parity on the golden fixture: every variant, CUDA f32/bf16/f16 vs CPU f32.
     "$python" - "$fx" "$results/proprio.json" <<'PY'
@@ -203,22 +228,28 @@ PY
         say "compare $v: CUDA f32/bf16/f16 vs CPU f32"
         "$bin" compare --checkpoint "$ck" --decoder "$ck/$decoder" --device "$dev" --dtypes f32,bf16,f16 \
             --instruction "$(cat "$results/proprio.json.$v.instruction")" "${images[@]}" "${extra[@]}" \
-            --json >"$results/compare_$v.json" 2>>"$results/log.txt"
+            --json >"$results/compare_$v.json" 2>>"$results/log.txt" || say "compare $v failed (see log.txt)"
         # cuDNN convolutions (the patch embeddings) run in TF32 by default, as in PyTorch; the
         # same f32 comparison with TF32 off in every NVIDIA library shows what that costs.
         NVIDIA_TF32_OVERRIDE=0 "$bin" compare --checkpoint "$ck" --decoder "$ck/$decoder" --device "$dev" --dtypes f32 \
             --instruction "$(cat "$results/proprio.json.$v.instruction")" "${images[@]}" "${extra[@]}" \
-            --json >"$results/compare_${v}_notf32.json" 2>>"$results/log.txt"
+            --json >"$results/compare_${v}_notf32.json" 2>>"$results/log.txt" || say "compare $v (no TF32) failed (see log.txt)"
     done
     # The CLI itself on CUDA (tokens must equal the golden ones, which the CPU tests pin).
     images=()
     for t in 0 1 2 3 4 5; do images+=(--image "$fx/images/r2r_step$t.png"); done
     "$bin" infer --greedy --json --device "$dev" --dtype f32 --checkpoint "$ck" --decoder "$ck/action_decoder_r2r.pt" \
-        --instruction "$(cat "$results/proprio.json.r2r.instruction")" "${images[@]}" >"$results/infer_r2r_f32.json" 2>>"$results/log.txt"
+        --instruction "$(cat "$results/proprio.json.r2r.instruction")" "${images[@]}" >"$results/infer_r2r_f32.json" 2>>"$results/log.txt" ||
+        say "infer r2r failed (see log.txt)"
 
-    # 2. Speed on the fixture (launch-bound: a floor for per-step overhead).
-    "$bin" bench --checkpoint "$ck" --decoder "$ck/action_decoder.pt" --device "$dev" --dtype bf16 \
-        --steps 50 --warmup 5 --json >"$results/bench_tiny_cuda_bf16.json" 2>>"$results/log.txt"
+    # 2. Speed on the fixture (launch-bound: a floor for per-step overhead), for each way of
+    # running the decode steps (`graphs` also replays the vision towers and the projector).
+    local mode modes=${BENCH_DECODE_MODES:-dynamic fixed graphs}
+    for mode in $modes; do
+        "$bin" bench --checkpoint "$ck" --decoder "$ck/action_decoder.pt" --device "$dev" --dtype bf16 \
+            --decode "$mode" --steps 50 --warmup 5 --json >"$results/bench_tiny_cuda_bf16_$mode.json" 2>>"$results/log.txt" ||
+            say "bench tiny $mode failed (see log.txt)"
+    done
 
     # 3. The 7B preset: drawn on the GPU, streamed to disk, loaded straight to the GPU in bf16.
     if [ "$skip_7b" != --skip-7b ]; then
@@ -226,11 +257,23 @@ PY
         local t0=$SECONDS
         "$bin" make-checkpoint --preset 7b --head realworld --device cuda --out "$ck7" 2>>"$results/log.txt"
         say "7b checkpoint written in $((SECONDS - t0)) s: $(du -sh "$ck7" | cut -f1)"
-        t0=$SECONDS
-        "$bin" bench --checkpoint "$ck7" --decoder "$ck7/action_decoder.safetensors" \
-            --realworld-stats "$ck7/realworld_stats.json" --device cuda --dtype bf16 \
-            --steps ${BENCH_STEPS:-50} --warmup 5 --json >"$results/bench_7b_cuda_bf16.json" 2>>"$results/log.txt"
-        say "7b bench (load included) took $((SECONDS - t0)) s"
+        for mode in $modes; do
+            t0=$SECONDS
+            "$bin" bench --checkpoint "$ck7" --decoder "$ck7/action_decoder.safetensors" \
+                --realworld-stats "$ck7/realworld_stats.json" --device cuda --dtype bf16 --decode "$mode" \
+                --steps "${BENCH_STEPS:-50}" --warmup 5 --json >"$results/bench_7b_cuda_bf16_$mode.json" 2>>"$results/log.txt" ||
+                say "bench 7b $mode failed (see log.txt)"
+            say "7b bench $mode (load included) took $((SECONDS - t0)) s"
+        done
+        # The same greedy latent ids from every decode mode on the 7B in bf16 (fixture images).
+        images=()
+        for t in 0 1 2 3 4 5; do images+=(--image "$fx/images/r2r_step$t.png"); done
+        for mode in $modes; do
+            "$bin" infer --greedy --json --device cuda --dtype bf16 --decode "$mode" --checkpoint "$ck7" \
+                --decoder "$ck7/action_decoder.safetensors" --realworld-stats "$ck7/realworld_stats.json" \
+                --proprio "$results/proprio.json" --instruction "$(cat "$results/proprio.json.r2r.instruction")" \
+                "${images[@]}" >"$results/infer_7b_bf16_$mode.json" 2>>"$results/log.txt" || say "infer 7b $mode failed (see log.txt)"
+        done
     fi
     summary "$results" | tee "$results/summary.txt"
 }
@@ -260,15 +303,27 @@ for v in [x + s for x in ("deploy", "libero", "r2r") for s in ("", "_notf32")]:
               f"{r['forced_tokens_equal']:>5}/{r['tokens_total']:<4} {r['min_cos_visual_embed']:9.6f} "
               f"{r['min_cos_latent_action']:10.6f} {r['min_cos_logits']:10.6f} {r['min_cos_chunk']:9.6f} "
               f"{r['min_cos_action']:10.6f} {r['max_abs_action']:8.1e} [{len(agree)}]")
+def ids(p):
+    try:
+        return [s["latent_ids"] for s in json.load(open(p))]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 p = f"{d}/infer_r2r_f32.json"
 if os.path.exists(p):
-    print("infer r2r cuda f32 latent ids:", [s["latent_ids"] for s in json.load(open(p))])
-for name in ("bench_tiny_cuda_bf16", "bench_7b_cuda_bf16"):
-    p = f"{d}/{name}.json"
-    if not os.path.exists(p) or os.path.getsize(p) == 0:
+    print("infer r2r cuda f32 latent ids:", ids(p))
+runs = sorted(glob.glob(f"{d}/infer_7b_bf16_*.json"))
+if runs:
+    got = {os.path.basename(p)[len("infer_7b_bf16_"):-5]: ids(p) for p in runs}
+    first = next(iter(got.values()))
+    print("== 7b bf16 greedy latent ids (r2r images) by decode mode:", "all identical" if all(v == first for v in got.values()) else "DIFFER")
+    for mode, v in got.items():
+        print(f"  {mode:8} {v}")
+for p in sorted(glob.glob(f"{d}/bench_*.json")):
+    name = os.path.basename(p)[:-5]
+    if os.path.getsize(p) == 0:
         print(name, "missing"); continue
     b = json.load(open(p))
-    print(f"== {name}: {b['steps']} steps, image {b['image']}, GPU memory in use {b.get('gpu_mem_used_mib')} MiB, peak RSS {b['peak_rss_mib']:.0f} MiB")
+    print(f"== {name}: decode {b.get('decode')}, {b['steps']} steps, image {b['image']}, GPU memory in use {b.get('gpu_mem_used_mib')} MiB, peak RSS {b['peak_rss_mib']:.0f} MiB")
     print(f"{'stage':12} {'p50 ms':>8} {'p95 ms':>8} {'min ms':>8}")
     order = ["preprocess", "vision", "projector", "prefill", "token1", "decode1", "decode2", "decode3", "head", "postprocess"]
     stages = sorted(b["stages_ms"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
@@ -291,7 +346,7 @@ summary)
     summary "$@"
     ;;
 *)
-    sed -n '2,14p' "$0" >&2
+    sed -n '2,16p' "$0" >&2
     exit 2
     ;;
 esac

@@ -34,6 +34,8 @@ pub enum ModelError {
     Torch(#[from] tch::TchError),
     #[error("{0}")]
     Invalid(String),
+    #[error("CUDA graph: {0}")]
+    Graph(String),
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

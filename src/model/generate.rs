@@ -1,7 +1,8 @@
 //! Choosing the next token from LM logits, as HF `generate` does for UniVLA: EOS is blocked
 //! (min_new_tokens = max_new_tokens = 4); greedy argmax, or sampling with temperature, top-k and
 //! top-p (the reference deploys T = 0.75, top-k 50 (HF default), top-p 0.9).
-//! Everything stays on the device: no host sync inside the decode loop.
+//! Everything stays on the device: no host sync inside the decode loop, so a CUDA graph can
+//! capture it.
 use tch::{Kind, Tensor};
 
 /// The reference's sampling settings.
@@ -55,10 +56,20 @@ impl Decoding {
                     let remove = remove_sorted.scatter(-1, &idx, &remove_sorted);
                     scores = scores.masked_fill(&remove, f64::NEG_INFINITY);
                 }
-                scores.softmax(-1, Kind::Float).multinomial(1, false)
+                sample_one(&scores.softmax(-1, Kind::Float))
             }
         }
     }
+}
+
+/// One draw from each row of `probs` [B, V]: `argmax(probs / q)` with `q ~ Exp(1)`, the fast
+/// path libtorch's `multinomial(1)` takes (the same random numbers, the same ids), minus its
+/// check of the probabilities, which reads a value back to the host and so cannot be captured in a
+/// CUDA graph (the probabilities here come from a softmax: finite and non-negative).
+fn sample_one(probs: &Tensor) -> Tensor {
+    let mut q = probs.empty_like();
+    let _ = q.exponential_(1.0);
+    (probs / q).argmax(-1, true)
 }
 
 #[cfg(test)]
@@ -97,5 +108,24 @@ mod tests {
             seen.insert(d.next_token(&logits, 2).int64_value(&[0, 0]));
         }
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn sampling_draws_what_multinomial_draws() {
+        // Same generator state: the same ids as libtorch's multinomial, draw for draw.
+        let probs = Tensor::from_slice(&[0.1f32, 0.2, 0.05, 0.3, 0.15, 0.2])
+            .view([1, 6])
+            .repeat([4, 1]);
+        tch::manual_seed(11);
+        let ours: Vec<Vec<i64>> = (0..100)
+            .map(|_| Vec::<i64>::try_from(sample_one(&probs).view([-1])).unwrap())
+            .collect();
+        tch::manual_seed(11);
+        let theirs: Vec<Vec<i64>> = (0..100)
+            .map(|_| Vec::<i64>::try_from(probs.multinomial(1, false).view([-1])).unwrap())
+            .collect();
+        assert_eq!(ours, theirs);
+        let distinct: std::collections::BTreeSet<i64> = ours.iter().flatten().copied().collect();
+        assert!(distinct.len() >= 5, "{distinct:?}");
     }
 }

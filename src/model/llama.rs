@@ -1,5 +1,7 @@
 //! LLaMA-2 decoder (transformers 4.40.1 `LlamaForCausalLM` semantics) with an explicit,
 //! preallocated KV cache: one control step is one prefill plus three single-token decode steps.
+//! A decode step also runs with its position held in a device tensor ([`Llama::forward_token_at`]):
+//! the same kernels for every position, no host value, so CUDA graphs can replay it.
 //! Module paths equal the checkpoint keys under `language_model.`.
 use tch::{Device, Kind, Tensor};
 
@@ -68,9 +70,29 @@ impl Rope {
         let t = x.size()[2];
         let cos = self.cos.narrow(0, start, t);
         let sin = self.sin.narrow(0, start, t);
+        Self::rotate(x, &cos, &sin)
+    }
+
+    /// [`Rope::apply`] at positions read from the device: `pos` [T] int64 (rows gathered with
+    /// `index_select`, the same values as a slice).
+    fn apply_at(&self, x: &Tensor, pos: &Tensor) -> Tensor {
+        Self::rotate(x, &self.cos.index_select(0, pos), &self.sin.index_select(0, pos))
+    }
+
+    fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
         let half = x.size()[3] / 2;
         x * cos + x.roll([half], [3]) * sin
     }
+}
+
+/// Where a forward pass's tokens sit in the sequence.
+#[derive(Clone, Copy)]
+enum Span<'a> {
+    /// Positions `start..start+T`, known on the host; attention reads the cache up to the end.
+    Host(i64),
+    /// One token at the position held in `pos` [1] (int64, on the device); attention reads the
+    /// whole cache under `mask` [1, 1, 1, capacity] (true up to and including `pos`).
+    Device { pos: &'a Tensor, mask: &'a Tensor },
 }
 
 /// Per-layer key/value tensors of capacity `capacity` positions, filled up to `len`.
@@ -114,6 +136,11 @@ impl KvCache {
     pub fn capacity(&self) -> i64 {
         self.capacity
     }
+
+    /// Counts `n` positions written by device-position steps, which leave the length alone.
+    pub fn advance(&mut self, n: i64) {
+        self.len = (self.len + n).min(self.capacity);
+    }
 }
 
 /// Self-attention with the q/k/v projections fused into one matmul (`[q; k; v]` rows, the same
@@ -142,8 +169,8 @@ impl Attention {
         })
     }
 
-    /// `x` [1, T, H] at positions `start..start+T`; writes K/V into `layer` of the cache.
-    fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, layer: usize, start: i64) -> Tensor {
+    /// `x` [1, T, H] at the positions `span` names; writes K/V into `layer` of the cache.
+    fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, layer: usize, span: Span) -> Tensor {
         let (b, t) = (x.size()[0], x.size()[1]);
         let (q_width, kv_width) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
         let qkv = x.linear::<&Tensor>(&self.qkv_proj, None);
@@ -152,30 +179,51 @@ impl Attention {
                 .view([b, t, n, self.head_dim])
                 .transpose(1, 2)
         };
+        let rotate = |x: &Tensor| match span {
+            Span::Host(start) => rope.apply(x, start),
+            Span::Device { pos, .. } => rope.apply_at(x, pos),
+        };
         let (q, k) = if self.kv_heads == self.heads {
             // One rotation over q and k together: [B, 2·heads, T, hd].
-            let qk = rope.apply(&heads_of(0, 2 * self.heads), start);
+            let qk = rotate(&heads_of(0, 2 * self.heads));
             (qk.narrow(1, 0, self.heads), qk.narrow(1, self.heads, self.heads))
         } else {
             (
-                rope.apply(&heads_of(0, self.heads), start),
-                rope.apply(&heads_of(q_width, self.kv_heads), start),
+                rotate(&heads_of(0, self.heads)),
+                rotate(&heads_of(q_width, self.kv_heads)),
             )
         };
         let v = heads_of(q_width + kv_width, self.kv_heads);
-        cache.keys[layer].narrow(2, start, t).copy_(&k);
-        cache.values[layer].narrow(2, start, t).copy_(&v);
-        let end = start + t;
-        let mut keys = cache.keys[layer].narrow(2, 0, end);
-        let mut values = cache.values[layer].narrow(2, 0, end);
+        let (mut keys, mut values, mask) = match span {
+            Span::Host(start) => {
+                cache.keys[layer].narrow(2, start, t).copy_(&k);
+                cache.values[layer].narrow(2, start, t).copy_(&v);
+                let end = start + t;
+                (
+                    cache.keys[layer].narrow(2, 0, end),
+                    cache.values[layer].narrow(2, 0, end),
+                    None,
+                )
+            }
+            Span::Device { pos, mask } => {
+                let _ = cache.keys[layer].index_copy_(2, pos, &k);
+                let _ = cache.values[layer].index_copy_(2, pos, &v);
+                (
+                    cache.keys[layer].shallow_clone(),
+                    cache.values[layer].shallow_clone(),
+                    Some(mask),
+                )
+            }
+        };
         if self.kv_heads != self.heads {
             let rep = self.heads / self.kv_heads;
             keys = keys.repeat_interleave_self_int(rep, 1, None);
             values = values.repeat_interleave_self_int(rep, 1, None);
         }
-        // A prefill from position 0 is plain causal attention; a single new token sees all.
-        let causal = t > 1;
-        let y = Tensor::scaled_dot_product_attention::<&Tensor>(&q, &keys, &values, None, 0.0, causal, None, false);
+        // A prefill from position 0 is plain causal attention; a single new token sees all
+        // (with a device position: all the mask lets through).
+        let causal = t > 1 && mask.is_none();
+        let y = Tensor::scaled_dot_product_attention(&q, &keys, &values, mask, 0.0, causal, None, false);
         y.transpose(1, 2)
             .contiguous()
             .view([b, t, self.heads * self.head_dim])
@@ -232,10 +280,10 @@ impl DecoderLayer {
         })
     }
 
-    fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, layer: usize, start: i64) -> Tensor {
+    fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, layer: usize, span: Span) -> Tensor {
         let h = x + self
             .self_attn
-            .forward(&self.input_layernorm.forward(x), rope, cache, layer, start);
+            .forward(&self.input_layernorm.forward(x), rope, cache, layer, span);
         &h + self.mlp.forward(&self.post_attention_layernorm.forward(&h))
     }
 }
@@ -304,7 +352,7 @@ impl Llama {
             if let Some(c) = collect.as_deref_mut() {
                 c.push(h.shallow_clone());
             }
-            h = layer.forward(&h, rope, cache, i, start);
+            h = layer.forward(&h, rope, cache, i, Span::Host(start));
         }
         cache.len = start + t;
         let out = self.norm.forward(&h);
@@ -313,6 +361,35 @@ impl Llama {
             c.push(out.shallow_clone());
         }
         Ok(out)
+    }
+
+    /// One decode step with its position on the device: `embeds` [1, 1, H] at position `pos`
+    /// [1] (int64), attending to cache positions where `mask` [1, 1, 1, capacity] (bool) is true
+    /// (`arange(capacity) <= pos`). Writes K/V at `pos` and returns the final-norm hidden state
+    /// [1, 1, H]. The same kernels and shapes at every position and no host read, so a CUDA graph
+    /// captured once replays it; the host-side `cache.len()` is not touched.
+    pub fn forward_token_at(
+        &self,
+        embeds: &Tensor,
+        pos: &Tensor,
+        mask: &Tensor,
+        rope: &Rope,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let width = mask.size().last().copied().unwrap_or(0);
+        if embeds.size()[..2] != [1, 1] || width != cache.capacity {
+            return Err(super::ModelError::Invalid(format!(
+                "a device-position step takes one token and a mask over the {} cache positions (got {:?} and {width})",
+                cache.capacity,
+                embeds.size()
+            )));
+        }
+        let span = Span::Device { pos, mask };
+        let mut h = embeds.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h, rope, cache, i, span);
+        }
+        Ok(self.norm.forward(&h))
     }
 
     /// LM-head logits (f32) for hidden states [.., H].

@@ -1,6 +1,7 @@
 //! UniVLA networks and checkpoint reading. Module paths mirror the checkpoint keys.
 pub mod checkpoint;
 pub mod config;
+pub mod cuda_graph;
 pub mod error;
 pub mod generate;
 pub mod heads;

@@ -4,10 +4,16 @@
 //! sampled, EOS blocked; the final-norm hidden states at positions 0..255 (`visual_embed`: BOS +
 //! the first 255 patches, the reference's off-by-one kept) and at the four positions whose logits
 //! produced the four tokens (`latent_action`).
+//!
+//! The three decode steps run one of three ways ([`DecodeMode`]): with host-side positions
+//! (`Dynamic`), or over fixed buffers with the position in a device tensor (`Fixed`: the same
+//! kernels at every step, which is what lets `Graphs` record each step once as a CUDA graph and
+//! replay it with one launch).
 use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::CheckpointFiles;
 use super::config::VlaConfig;
+use super::cuda_graph::CudaGraph;
 use super::error::{ModelError, Result};
 use super::generate::Decoding;
 use super::llama::{KvCache, Llama, Rope};
@@ -30,11 +36,108 @@ pub struct UniVla {
     device: Device,
 }
 
-/// Reusable decoding state: rotary tables and the KV cache, allocated once per session.
+/// How the three single-token decode steps run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodeMode {
+    /// `Graphs` where CUDA graphs are available (a CUDA device and a build with the
+    /// `cuda-graphs` feature), else `Dynamic`.
+    #[default]
+    Auto,
+    /// Positions known on the host; attention reads the cache up to the current length.
+    Dynamic,
+    /// Fixed buffers, position in a device tensor, attention over the whole cache under a mask:
+    /// capture-safe, run eagerly.
+    Fixed,
+    /// `Fixed`, each step recorded once as a CUDA graph and replayed (eager `Fixed` where
+    /// graphs are unavailable).
+    Graphs,
+}
+
+impl std::str::FromStr for DecodeMode {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "dynamic" => Ok(Self::Dynamic),
+            "fixed" => Ok(Self::Fixed),
+            "graphs" => Ok(Self::Graphs),
+            other => Err(ModelError::Invalid(format!(
+                "unknown decode mode `{other}`: use auto, dynamic, fixed or graphs"
+            ))),
+        }
+    }
+}
+
+/// Reusable decoding state: rotary tables and the KV cache, allocated once per session, and the
+/// fixed buffers and graphs of the device-position decode steps.
 #[derive(Debug)]
 pub struct DecodeState {
     rope: Rope,
     cache: KvCache,
+    fixed: FixedBuffers,
+    mode: DecodeMode,
+    graphs: GraphSlot,
+    vision: VisionSlot,
+}
+
+impl DecodeState {
+    /// How the decode steps actually ran: `dynamic`, `fixed`, `graphs`, or `fixed` after a
+    /// failed capture.
+    pub fn effective_mode(&self) -> &'static str {
+        match (self.mode, &self.graphs) {
+            (DecodeMode::Graphs, GraphSlot::Ready(..)) => "graphs",
+            (DecodeMode::Graphs, GraphSlot::Empty) => "graphs (not captured yet)",
+            (DecodeMode::Graphs, GraphSlot::Failed) => "fixed (graph capture failed)",
+            (DecodeMode::Fixed, _) => "fixed",
+            _ => "dynamic",
+        }
+    }
+}
+
+/// The buffers a device-position decode step reads and writes, at fixed addresses: step `k`
+/// reads token `k` and position `pos + k`, and writes the hidden state, logits and token `k + 1`.
+#[derive(Debug)]
+struct FixedBuffers {
+    /// `arange(capacity)` (int64): the attention mask is `positions <= pos + k`.
+    positions: Tensor,
+    /// `[1]` int64: the position of token 0, i.e. the prefix length.
+    pos: Tensor,
+    /// `[1, 4]` int64.
+    tokens: Tensor,
+    /// `[1, 4, H]` in the model dtype: the state each token was chosen from.
+    states: Tensor,
+    /// `[4, V]` f32.
+    logits: Tensor,
+}
+
+/// The vision towers and the projector as two CUDA graphs over a fixed input buffer (the image
+/// size never changes within a session); their outputs are the tensors the capture produced,
+/// which every replay rewrites in place.
+#[derive(Debug, Default)]
+enum VisionSlot {
+    #[default]
+    Empty,
+    Ready {
+        input: Tensor,
+        /// Not read here, but the projector graph reads it: it must stay allocated.
+        _features: Tensor,
+        projected: Tensor,
+        vision: CudaGraph,
+        projector: CudaGraph,
+    },
+    Failed,
+}
+
+/// The captured decode-step graphs, for the decoding settings they were captured with.
+#[derive(Debug, Default)]
+enum GraphSlot {
+    #[default]
+    Empty,
+    Ready(Decoding, Vec<CudaGraph>),
+    /// Capture failed once (reason logged); eager `Fixed` from then on.
+    Failed,
 }
 
 /// What one latent-action step produces.
@@ -124,11 +227,33 @@ impl UniVla {
         self.cfg.text_config.hidden_size
     }
 
-    /// A decoding state for sequences of up to `capacity` tokens (prefix + 4).
+    /// A decoding state for sequences of up to `capacity` tokens (prefix + 4), decoding the
+    /// `Auto` way.
     pub fn decode_state(&self, capacity: i64) -> DecodeState {
+        self.decode_state_with(capacity, DecodeMode::Auto)
+    }
+
+    /// A decoding state whose decode steps run the `mode` way.
+    pub fn decode_state_with(&self, capacity: i64, mode: DecodeMode) -> DecodeState {
+        let (device, n) = (self.device, LATENT_TOKENS as i64);
+        let mode = match mode {
+            DecodeMode::Auto if self.device.is_cuda() && super::cuda_graph::COMPILED => DecodeMode::Graphs,
+            DecodeMode::Auto => DecodeMode::Dynamic,
+            other => other,
+        };
         DecodeState {
-            rope: Rope::new(&self.cfg.text_config, capacity, self.kind, self.device),
-            cache: KvCache::new(&self.cfg.text_config, capacity, self.kind, self.device),
+            rope: Rope::new(&self.cfg.text_config, capacity, self.kind, device),
+            cache: KvCache::new(&self.cfg.text_config, capacity, self.kind, device),
+            fixed: FixedBuffers {
+                positions: Tensor::arange(capacity, (Kind::Int64, device)),
+                pos: Tensor::zeros([1], (Kind::Int64, device)),
+                tokens: Tensor::zeros([1, n], (Kind::Int64, device)),
+                states: Tensor::zeros([1, n, self.hidden_size()], (self.kind, device)),
+                logits: Tensor::zeros([n, self.cfg.text_config.vocab_size], (Kind::Float, device)),
+            },
+            mode,
+            graphs: GraphSlot::Empty,
+            vision: VisionSlot::Empty,
         }
     }
 
@@ -140,6 +265,74 @@ impl UniVla {
         let projected = self.projector.forward(&features)?;
         obs.stage_done("projector");
         Ok(projected)
+    }
+
+    /// [`UniVla::encode_image`] within a session: in `Graphs` mode, the vision towers and the
+    /// projector replay CUDA graphs captured on first use (eager if capture fails or the image
+    /// shape changes). The result is the caller's own tensor.
+    pub fn encode_image_in(
+        &self,
+        pixel_values: &Tensor,
+        state: &mut DecodeState,
+        obs: &mut dyn StageObserver,
+    ) -> Result<Tensor> {
+        if state.mode != DecodeMode::Graphs || matches!(state.vision, VisionSlot::Failed) {
+            return self.encode_image(pixel_values, obs);
+        }
+        if let VisionSlot::Ready { input, .. } = &state.vision {
+            if input.size() != pixel_values.size() {
+                state.vision = VisionSlot::Empty;
+            }
+        }
+        if matches!(state.vision, VisionSlot::Empty) {
+            match self.capture_vision(pixel_values) {
+                Ok(slot) => state.vision = slot,
+                Err(e) => {
+                    tracing::warn!("CUDA graphs unavailable for the vision towers, running them eagerly: {e}");
+                    state.vision = VisionSlot::Failed;
+                    return self.encode_image(pixel_values, obs);
+                }
+            }
+        }
+        let VisionSlot::Ready {
+            input,
+            projected,
+            vision,
+            projector,
+            ..
+        } = &mut state.vision
+        else {
+            return self.encode_image(pixel_values, obs);
+        };
+        input.f_copy_(&pixel_values.f_to_device(self.device)?.f_to_kind(self.kind)?)?;
+        vision.replay()?;
+        obs.stage_done("vision");
+        projector.replay()?;
+        obs.stage_done("projector");
+        Ok(projected.copy())
+    }
+
+    fn capture_vision(&self, pixel_values: &Tensor) -> Result<VisionSlot> {
+        let input = pixel_values.f_to_device(self.device)?.f_to_kind(self.kind)?.copy();
+        let mut features = None;
+        let vision = CudaGraph::capture(self.device, || {
+            features = Some(self.vision.forward(&input)?);
+            Ok(())
+        })?;
+        let features = features.ok_or_else(|| ModelError::Graph("the vision capture produced nothing".into()))?;
+        let mut projected = None;
+        let projector = CudaGraph::capture(self.device, || {
+            projected = Some(self.projector.forward(&features)?);
+            Ok(())
+        })?;
+        let projected = projected.ok_or_else(|| ModelError::Graph("the projector capture produced nothing".into()))?;
+        Ok(VisionSlot::Ready {
+            input,
+            _features: features,
+            projected,
+            vision,
+            projector,
+        })
     }
 
     /// Generates the 4 latent tokens for projected patches and prompt ids (BOS first, `▁` last).
@@ -183,36 +376,115 @@ impl UniVla {
         )?;
         state.cache.reset();
         let hidden = self.llm.forward_embeds(&embeds, &state.rope, &mut state.cache, None)?;
-        let eos = self.cfg.text_config.eos_token_id;
-        let mut states = Vec::with_capacity(LATENT_TOKENS);
-        let mut logits = Vec::with_capacity(LATENT_TOKENS);
-        let mut tokens = Vec::with_capacity(LATENT_TOKENS);
-        let mut last = hidden.narrow(1, prefix_len - 1, 1);
         obs.stage_done("prefill");
-        for (step, stage) in DECODE_STAGES.iter().enumerate() {
-            let step_logits = self.llm.logits(&last).squeeze_dim(1);
-            let token = decoding.next_token(&step_logits, eos);
-            states.push(last.shallow_clone());
-            if keep_logits {
-                logits.push(step_logits);
+        let eos = self.cfg.text_config.eos_token_id;
+        // Token 1 from the prefill's last position; each decode step then feeds the last token
+        // in and chooses the next one from its logits.
+        let last = hidden.narrow(1, prefix_len - 1, 1);
+        let first_logits = self.llm.logits(&last).squeeze_dim(1);
+        let first = decoding.next_token(&first_logits, eos);
+        let (generated, states, logits) = match state.mode {
+            DecodeMode::Dynamic | DecodeMode::Auto => {
+                obs.stage_done(DECODE_STAGES[0]);
+                let mut states = vec![last];
+                let mut logits = vec![first_logits];
+                let mut tokens = vec![first];
+                for stage in &DECODE_STAGES[1..] {
+                    let input = self.llm.embed(&tokens[tokens.len() - 1]);
+                    let h = self.llm.forward_embeds(&input, &state.rope, &mut state.cache, None)?;
+                    let step_logits = self.llm.logits(&h).squeeze_dim(1);
+                    tokens.push(decoding.next_token(&step_logits, eos));
+                    states.push(h);
+                    if keep_logits {
+                        logits.push(step_logits);
+                    }
+                    obs.stage_done(stage);
+                }
+                let logits = keep_logits.then(|| Tensor::cat(&logits, 0));
+                (Tensor::f_cat(&tokens, 1)?, Tensor::f_cat(&states, 1)?, logits)
             }
-            tokens.push(token.shallow_clone());
-            if step + 1 < LATENT_TOKENS {
-                last = self
-                    .llm
-                    .forward_embeds(&self.llm.embed(&token), &state.rope, &mut state.cache, None)?;
+            DecodeMode::Fixed | DecodeMode::Graphs => {
+                let f = &mut state.fixed;
+                let _ = f.pos.fill_(prefix_len);
+                f.tokens.narrow(1, 0, 1).copy_(&first);
+                f.states.narrow(1, 0, 1).copy_(&last);
+                f.logits.narrow(0, 0, 1).copy_(&first_logits);
+                obs.stage_done(DECODE_STAGES[0]);
+                self.fixed_decode(decoding, state, obs)?;
+                state.cache.advance(LATENT_TOKENS as i64 - 1);
+                // Copies: the buffers are overwritten by the next step.
+                let f = &state.fixed;
+                let logits = keep_logits.then(|| f.logits.copy());
+                (f.tokens.copy(), f.states.copy(), logits)
             }
-            obs.stage_done(stage);
-        }
+        };
         // The only host sync of the step: read the 4 ids at the end.
-        let generated = Vec::<i64>::try_from(Tensor::f_cat(&tokens, 1)?.view([-1]).to_device(Device::Cpu))?;
+        let generated = Vec::<i64>::try_from(generated.view([-1]).to_device(Device::Cpu))?;
         Ok(LatentOutput {
             generated,
             visual_embed: hidden.narrow(1, 0, VISUAL_EMBED_POSITIONS).to_kind(Kind::Float),
-            latent_action: Tensor::f_cat(&states, 1)?.to_kind(Kind::Float),
+            latent_action: states.to_kind(Kind::Float),
             prefix_len,
-            logits: keep_logits.then(|| Tensor::cat(&logits, 0)),
+            logits,
         })
+    }
+
+    /// The three device-position decode steps over `state.fixed`: replayed CUDA graphs in
+    /// `Graphs` mode (captured on first use, and again when the decoding settings change), else
+    /// eagerly. Reports each step to `obs`.
+    fn fixed_decode(&self, decoding: Decoding, state: &mut DecodeState, obs: &mut dyn StageObserver) -> Result<()> {
+        let steps = (LATENT_TOKENS - 1) as i64;
+        let stale = !matches!(&state.graphs, GraphSlot::Ready(d, _) if *d == decoding);
+        if state.mode == DecodeMode::Graphs && stale && !matches!(state.graphs, GraphSlot::Failed) {
+            state.graphs = GraphSlot::Empty;
+            let mut graphs = Vec::with_capacity(steps as usize);
+            for k in 0..steps {
+                // Capture runs the step once for real (warm-up) and then records it, so the
+                // buffers already hold step k's results when step k + 1 is captured.
+                match CudaGraph::capture(self.device, || self.fixed_step(k, decoding, state)) {
+                    Ok(g) => graphs.push(g),
+                    Err(e) => {
+                        tracing::warn!("CUDA graphs unavailable, decoding eagerly: {e}");
+                        state.graphs = GraphSlot::Failed;
+                        // The buffers from the failed step on are recomputed eagerly.
+                        for j in k..steps {
+                            self.fixed_step(j, decoding, state)?;
+                            obs.stage_done(DECODE_STAGES[j as usize + 1]);
+                        }
+                        return Ok(());
+                    }
+                }
+                obs.stage_done(DECODE_STAGES[k as usize + 1]);
+            }
+            state.graphs = GraphSlot::Ready(decoding, graphs);
+            return Ok(());
+        }
+        for k in 0..steps {
+            match &state.graphs {
+                GraphSlot::Ready(_, graphs) if state.mode == DecodeMode::Graphs => graphs[k as usize].replay()?,
+                _ => self.fixed_step(k, decoding, state)?,
+            }
+            obs.stage_done(DECODE_STAGES[k as usize + 1]);
+        }
+        Ok(())
+    }
+
+    /// Decode step `k` (0..3) with the position on the device: token `k` at position `pos + k`
+    /// in, hidden state, logits and token `k + 1` out, all in `state.fixed`.
+    fn fixed_step(&self, k: i64, decoding: Decoding, state: &mut DecodeState) -> Result<()> {
+        let DecodeState {
+            rope, cache, fixed: f, ..
+        } = state;
+        let pos = &f.pos + k;
+        let mask = f.positions.le_tensor(&pos).view([1, 1, 1, -1]);
+        let input = self.llm.embed(&f.tokens.narrow(1, k, 1));
+        let h = self.llm.forward_token_at(&input, &pos, &mask, rope, cache)?;
+        let logits = self.llm.logits(&h).squeeze_dim(1);
+        let next = decoding.next_token(&logits, self.cfg.text_config.eos_token_id);
+        f.states.narrow(1, k + 1, 1).copy_(&h);
+        f.logits.narrow(0, k + 1, 1).copy_(&logits);
+        f.tokens.narrow(1, k + 1, 1).copy_(&next);
+        Ok(())
     }
 }
 

@@ -99,9 +99,9 @@ fn slice_cosine(a: &[f64], b: &[f64]) -> Result<f64> {
 fn forced_step(policy: &Policy, pixel_values: &Tensor, ids: &[i64]) -> Result<LatentOutput> {
     let vla = policy.vla();
     let capacity = vla.num_patches() + policy.options().max_prompt_tokens + LATENT_TOKENS as i64;
-    let mut state = vla.decode_state(capacity);
+    let mut state = vla.decode_state_with(capacity, policy.options().decode);
     tch::no_grad(|| {
-        let projected = vla.encode_image(pixel_values, &mut ())?;
+        let projected = vla.encode_image_in(pixel_values, &mut state, &mut ())?;
         Ok(vla.latent_step(&projected, ids, Decoding::Greedy, &mut state, true, &mut ())?)
     })
 }

@@ -14,7 +14,7 @@ use crate::model::checkpoint::CheckpointFiles;
 use crate::model::generate::Decoding;
 use crate::model::heads::{ActionHead, HeadKind};
 use crate::model::prompt::{build_prompt, extract_latent_ids, history_string, PromptStyle, PromptTokenizer};
-use crate::model::vla::{DecodeState, StageObserver, UniVla};
+use crate::model::vla::{DecodeMode, DecodeState, StageObserver, UniVla};
 use crate::model::ModelError;
 use crate::runtime::ensemble::{EnsembleError, OpenLoopQueue, TemporalEnsembler, REAL_WORLD_TEMPORAL_SIZE};
 use crate::runtime::postprocess::{Action, PostProcessError, PostProcessor, Preset};
@@ -84,6 +84,8 @@ pub struct PolicyOptions {
     /// Progress bar while loading weights.
     pub progress: bool,
     pub max_prompt_tokens: i64,
+    /// How the decode steps run (CUDA graphs where available by default).
+    pub decode: DecodeMode,
 }
 
 impl PolicyOptions {
@@ -104,6 +106,7 @@ impl PolicyOptions {
             resize: ResizeMethod::default(),
             progress: false,
             max_prompt_tokens: DEFAULT_MAX_PROMPT_TOKENS,
+            decode: DecodeMode::Auto,
         }
     }
 }
@@ -395,12 +398,17 @@ pub struct Session {
 }
 
 impl Session {
+    /// How the decode steps ran so far (see [`DecodeState::effective_mode`]).
+    pub fn decode_mode(&self) -> &'static str {
+        self.state.effective_mode()
+    }
+
     pub fn new(policy: Arc<Policy>) -> Result<Self> {
         let capacity =
             policy.vla.config().text_config.max_position_embeddings.min(
                 policy.vla.num_patches() + policy.opts.max_prompt_tokens + crate::model::prompt::LATENT_TOKENS as i64,
             );
-        let state = policy.vla.decode_state(capacity);
+        let state = policy.vla.decode_state_with(capacity, policy.opts.decode);
         let dim = policy.head.action_dim() as usize;
         let executor = match policy.opts.execution {
             Execution::Ensemble if policy.preset == Preset::RealWorld => {
@@ -495,7 +503,7 @@ impl Session {
         let p = Arc::clone(&self.policy);
         let pixel_values = p.processor.pixel_values(image)?;
         clock.stage_done("preprocess");
-        let projected = p.vla.encode_image(&pixel_values, clock)?;
+        let projected = p.vla.encode_image_in(&pixel_values, &mut self.state, clock)?;
         let prompt = build_prompt(&self.instruction, &self.history, p.style);
         let input_ids = p.tokenizer.encode(&prompt)?;
         if input_ids.len() as i64 > p.opts.max_prompt_tokens {

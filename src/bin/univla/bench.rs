@@ -126,6 +126,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = json!({
         "device": format!("{device:?}"),
         "dtype": format!("{dtype:?}"),
+        "decode": session.decode_mode(),
         "threads": tch::get_num_threads(),
         "image": [args.width, args.height],
         "steps": args.steps,

@@ -40,6 +40,10 @@ pub struct PolicyArgs {
     /// Image resize: pil (exact reference), opencv-cubic or opencv-area (faster).
     #[arg(long, default_value = "pil")]
     pub resize: String,
+    /// Decode steps: auto (CUDA graphs where built in and on CUDA, else dynamic), dynamic, fixed
+    /// (device-side positions, eager) or graphs.
+    #[arg(long, default_value = "auto")]
+    pub decode: String,
     /// libtorch intra-op threads (default: libtorch's choice).
     #[arg(long)]
     pub threads: Option<i32>,
@@ -72,6 +76,7 @@ impl PolicyArgs {
             "opencv-area" => ResizeMethod::OpenCvArea,
             other => anyhow::bail!("unknown resize `{other}`: pil, opencv-cubic or opencv-area"),
         };
+        o.decode = self.decode.parse()?;
         o.progress = true;
         Ok(o)
     }
