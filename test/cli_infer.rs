@@ -268,3 +268,49 @@ fn compare_runs_against_the_cpu_reference() {
     assert_eq!(bf16["dtype"], "BFloat16");
     assert!(bf16["min_cos_visual_embed"].as_f64().unwrap() > 0.99, "{bf16}");
 }
+
+/// `--llm-layers N` writes N LM layers at the preset's widths (config and weights agree) and the
+/// checkpoint loads and runs; a preset name that does not exist is refused with the list.
+#[test]
+fn llm_layers_sets_the_lm_depth_of_a_preset() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let out = univla()
+        .args(["make-checkpoint", "--preset", "tiny", "--llm-layers", "3", "--head", "r2r", "--out"])
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["text_config"]["num_hidden_layers"], 3);
+    assert_eq!(config["text_config"]["hidden_size"], 64);
+    let weights = tch::Tensor::read_safetensors(ckpt.join("model.safetensors")).unwrap();
+    let layers: std::collections::BTreeSet<&str> = weights
+        .iter()
+        .filter_map(|(k, _)| k.strip_prefix("language_model.model.layers.")?.split('.').next())
+        .collect();
+    assert_eq!(layers, ["0", "1", "2"].into_iter().collect());
+    let out = univla()
+        .args(["infer", "--greedy", "--json", "--instruction", "go", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--decoder")
+        .arg(ckpt.join("action_decoder_r2r.safetensors"))
+        .arg("--image")
+        .arg(common::fixture().join("images/r2r_step0.png"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for bad in [["--preset", "huge"], ["--llm-layers", "0"]] {
+        let out = univla()
+            .arg("make-checkpoint")
+            .args(bad)
+            .arg("--out")
+            .arg(dir.path().join("bad"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad:?} accepted");
+        assert!(err.contains("wide") || err.contains("layer"), "{bad:?}: {err}");
+    }
+}

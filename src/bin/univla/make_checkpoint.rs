@@ -10,8 +10,9 @@ pub struct MakeCheckpointArgs {
     /// Output directory (created).
     #[arg(long)]
     pub out: PathBuf,
-    /// Sizes: `tiny` (the golden fixture's), `small` (the benchmark reference, ~70 M params) or
-    /// `7b` (UniVLA-7B's sizes, 15 GB on disk; written one tensor at a time).
+    /// Sizes: `tiny` (the golden fixture's), `small` (the benchmark reference, ~70 M params),
+    /// `wide` (UniVLA-7B's widths with 2 LM layers, 1.47 B params, 2.9 GB on disk) or `7b`
+    /// (UniVLA-7B's sizes, 15 GB on disk). Written one tensor at a time.
     #[arg(long, default_value = "tiny")]
     pub preset: String,
     /// Heads to write: realworld, libero, r2r (repeatable; default all three).
@@ -20,8 +21,9 @@ pub struct MakeCheckpointArgs {
     /// Override the LM hidden size / layers / FFN width of the preset.
     #[arg(long)]
     pub hidden_size: Option<i64>,
-    #[arg(long)]
-    pub layers: Option<i64>,
+    /// LM (LLaMA) layers, at the preset's widths (`wide`: 2 unless given).
+    #[arg(long, visible_alias = "layers")]
+    pub llm_layers: Option<i64>,
     #[arg(long)]
     pub intermediate_size: Option<i64>,
     /// Chunk length (window) of every head written (default: each head's reference window, 12
@@ -47,12 +49,18 @@ pub struct MakeCheckpointArgs {
 
 pub fn run(args: MakeCheckpointArgs) -> anyhow::Result<()> {
     let mut spec = SyntheticSpec::preset(&args.preset)
-        .ok_or_else(|| anyhow::anyhow!("unknown preset `{}`: tiny, small or 7b", args.preset))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown preset `{}`: one of {}",
+                args.preset,
+                SyntheticSpec::PRESETS.join(", ")
+            )
+        })?;
     let device = parse_device(&args.device)?;
     if let Some(h) = args.hidden_size {
         spec.hidden_size = h;
     }
-    if let Some(l) = args.layers {
+    if let Some(l) = args.llm_layers {
         spec.num_layers = l;
     }
     if let Some(i) = args.intermediate_size {
