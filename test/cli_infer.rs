@@ -276,7 +276,16 @@ fn llm_layers_sets_the_lm_depth_of_a_preset() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt");
     let out = univla()
-        .args(["make-checkpoint", "--preset", "tiny", "--llm-layers", "3", "--head", "r2r", "--out"])
+        .args([
+            "make-checkpoint",
+            "--preset",
+            "tiny",
+            "--llm-layers",
+            "3",
+            "--head",
+            "r2r",
+            "--out",
+        ])
         .arg(&ckpt)
         .output()
         .unwrap();

@@ -872,7 +872,10 @@ mod tests {
         assert_eq!(SyntheticSpec::univla_7b().vlm_parameters() - params, 30 * 202_383_360);
         assert!((1_400_000_000..1_550_000_000).contains(&params), "{params}");
         // The released heads read 4096-wide states into 512-wide MAP blocks with 8 heads.
-        assert_eq!((spec.hidden_size, spec.head_embed_dim, spec.head_num_heads), (4096, 512, 8));
+        assert_eq!(
+            (spec.hidden_size, spec.head_embed_dim, spec.head_num_heads),
+            (4096, 512, 8)
+        );
         let head: std::collections::HashMap<String, Vec<i64>> = head_layout(
             HeadVariant::RealWorld,
             spec.hidden_size,

@@ -441,7 +441,10 @@ impl VarBuilder {
         let first = parts
             .first()
             .ok_or_else(|| ModelError::Invalid("no tensors to concatenate".into()))?;
-        if parts.iter().any(|(_, shape)| shape.is_empty() || tail(shape) != tail(first.1)) {
+        if parts
+            .iter()
+            .any(|(_, shape)| shape.is_empty() || tail(shape) != tail(first.1))
+        {
             return Err(ModelError::Invalid(format!(
                 "{}: parts {:?} differ beyond their first dimension",
                 self.path(first.0),
@@ -480,7 +483,9 @@ impl VarBuilder {
             scratch,
         } = &*self.source
         else {
-            return Err(ModelError::Invalid("only safetensors sources are read from files".into()));
+            return Err(ModelError::Invalid(
+                "only safetensors sources are read from files".into(),
+            ));
         };
         let e = entries.get(key).ok_or_else(|| ModelError::MissingKey {
             file: self.label(key),
@@ -519,7 +524,13 @@ impl VarBuilder {
         // SAFETY: the view covers `len` initialised bytes of the locked buffer and is dropped
         // (after `copy_` has finished with it) before the lock is released.
         let view = unsafe {
-            Tensor::f_from_blob(bytes.as_ptr(), &e.shape, &contiguous_strides(&e.shape), kind, Device::Cpu)
+            Tensor::f_from_blob(
+                bytes.as_ptr(),
+                &e.shape,
+                &contiguous_strides(&e.shape),
+                kind,
+                Device::Cpu,
+            )
         }?;
         dst.shallow_clone().f_copy_(&view)?;
         drop(view);

@@ -125,7 +125,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         if args.json {
             println!(
                 "{}",
-                serde_json::to_string(&json!({"device": format!("{device:?}"), "dtype": format!("{dtype:?}"), "load": load}))?
+                serde_json::to_string(
+                    &json!({"device": format!("{device:?}"), "dtype": format!("{dtype:?}"), "load": load})
+                )?
             );
         } else {
             print_load(&load, device, dtype);

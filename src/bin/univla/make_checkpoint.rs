@@ -48,14 +48,13 @@ pub struct MakeCheckpointArgs {
 }
 
 pub fn run(args: MakeCheckpointArgs) -> anyhow::Result<()> {
-    let mut spec = SyntheticSpec::preset(&args.preset)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "unknown preset `{}`: one of {}",
-                args.preset,
-                SyntheticSpec::PRESETS.join(", ")
-            )
-        })?;
+    let mut spec = SyntheticSpec::preset(&args.preset).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown preset `{}`: one of {}",
+            args.preset,
+            SyntheticSpec::PRESETS.join(", ")
+        )
+    })?;
     let device = parse_device(&args.device)?;
     if let Some(h) = args.hidden_size {
         spec.hidden_size = h;
