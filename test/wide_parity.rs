@@ -90,6 +90,35 @@ fn r2r(g: &serde_json::Value, dtype: &str) -> Vec<serde_json::Value> {
     infer(g, "r2r", "action_decoder_r2r.safetensors", dtype, &[])
 }
 
+/// The real-world head with the goldens' proprio (given raw, as the official `step` takes it).
+fn deploy(g: &serde_json::Value, dtype: &str) -> Vec<serde_json::Value> {
+    let proprio: Vec<Vec<f64>> = g["deploy"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| floats(&s["proprio"]))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proprio.json");
+    std::fs::write(&path, serde_json::to_string(&proprio).unwrap()).unwrap();
+    infer(
+        g,
+        "deploy",
+        "action_decoder.safetensors",
+        dtype,
+        &["--proprio", path.to_str().unwrap()],
+    )
+}
+
+/// Largest |got − want| relative to the largest |want| (at least 1): the measure the 1e-4
+/// tolerance of [`assert_close_slice`] bounds.
+fn scaled_diff(got: &[f64], want: &[f64]) -> f64 {
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want)
+        .fold(0.0f64, |m, (g, w)| m.max((g - w).abs() / scale))
+}
+
 /// Prompt, prompt ids (with the official code's appended `▁`) and latent ids.
 fn assert_same_tokens(variant: &str, t: usize, got: &serde_json::Value, want: &serde_json::Value) {
     assert_eq!(got["prompt"], want["prompt"], "{variant} step {t}: prompt");
@@ -110,12 +139,38 @@ fn assert_same_tokens(variant: &str, t: usize, got: &serde_json::Value, want: &s
 fn wide_checkpoint_matches_the_official_code_in_f32() {
     let g = golden();
     assert_same_checkpoint(&g);
+    let mut worst = 0.0f64;
+    let steps = deploy(&g, "f32");
+    let want = g["deploy"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), want.len());
+    for (t, (got, want)) in steps.iter().zip(want).enumerate() {
+        assert_same_tokens("deploy", t, got, want);
+        let chunk: Vec<f64> = got["chunk"].as_array().unwrap().iter().flat_map(floats).collect();
+        // All rows of the chunk (the ensemble then uses the last min(8, window)).
+        let raw = floats(&want["raw_chunk"]);
+        let raw = &raw[raw.len() - chunk.len()..];
+        assert_close_slice(&format!("deploy step {t} chunk"), &chunk, raw);
+        let action = floats(&got["action"]);
+        assert_close_slice(
+            &format!("deploy step {t} action"),
+            &action,
+            &floats(&want["ensembled_action"]),
+        );
+        worst = worst
+            .max(scaled_diff(&chunk, raw))
+            .max(scaled_diff(&action, &floats(&want["ensembled_action"])));
+    }
+    println!("deploy: tokens identical, largest scaled difference {worst:.1e}");
+    let mut worst = 0.0f64;
     let steps = libero(&g, "f32");
     let want = g["libero"]["steps"].as_array().unwrap();
     assert_eq!(steps.len(), want.len());
     for (t, (got, want)) in steps.iter().zip(want).enumerate() {
         assert_same_tokens("libero", t, got, want);
         let chunk: Vec<f64> = got["chunk"].as_array().unwrap().iter().flat_map(floats).collect();
+        worst = worst
+            .max(scaled_diff(&chunk, &floats(&want["raw_chunk"])))
+            .max(scaled_diff(&floats(&got["action"]), &floats(&want["action_final"])));
         assert_close_slice(&format!("libero step {t} chunk"), &chunk, &floats(&want["raw_chunk"]));
         assert_close_slice(
             &format!("libero step {t} ensembled"),
@@ -128,6 +183,8 @@ fn wide_checkpoint_matches_the_official_code_in_f32() {
             &floats(&want["action_final"]),
         );
     }
+    println!("libero: tokens identical, largest scaled difference {worst:.1e}");
+    let mut worst = 0.0f64;
     let steps = r2r(&g, "f32");
     let want = g["r2r"]["steps"].as_array().unwrap();
     assert_eq!(steps.len(), want.len());
@@ -146,6 +203,10 @@ fn wide_checkpoint_matches_the_official_code_in_f32() {
             .collect();
         let chunk: Vec<f64> = got["chunk"].as_array().unwrap().iter().flat_map(floats).collect();
         assert_close_slice(&format!("r2r step {t} chunk"), &chunk, &probs);
+        worst = worst.max(scaled_diff(&chunk, &probs)).max(scaled_diff(
+            &floats(&got["pre_action"]),
+            &floats(&want["ensembled_probs"]),
+        ));
         assert_close_slice(
             &format!("r2r step {t} ensembled"),
             &floats(&got["pre_action"]),
@@ -153,6 +214,7 @@ fn wide_checkpoint_matches_the_official_code_in_f32() {
         );
         assert_eq!(got["action"], want["action_discrete"], "r2r step {t}: action");
     }
+    println!("r2r: tokens identical, largest scaled difference {worst:.1e}");
 }
 
 /// bf16 and f16 on the CPU against the f32 goldens: latent tokens kept and the largest action
@@ -162,7 +224,11 @@ fn wide_checkpoint_matches_the_official_code_in_f32() {
 fn wide_checkpoint_in_bf16_and_f16_against_the_f32_goldens() {
     let g = golden();
     for dtype in ["bf16", "f16"] {
-        for (variant, steps) in [("libero", libero(&g, dtype)), ("r2r", r2r(&g, dtype))] {
+        for (variant, steps) in [
+            ("deploy", deploy(&g, dtype)),
+            ("libero", libero(&g, dtype)),
+            ("r2r", r2r(&g, dtype)),
+        ] {
             let want = g[variant]["steps"].as_array().unwrap();
             let (mut same, mut total, mut max_diff) = (0, 0, 0.0f64);
             for (got, want) in steps.iter().zip(want) {
@@ -173,10 +239,12 @@ fn wide_checkpoint_in_bf16_and_f16_against_the_f32_goldens() {
                 );
                 same += a.iter().zip(&b).filter(|(x, y)| x == y).count();
                 total += b.len();
-                let (got_a, want_a) = match variant {
-                    "libero" => (floats(&got["pre_action"]), floats(&want["ensembled"])),
-                    _ => (floats(&got["pre_action"]), floats(&want["ensembled_probs"])),
+                let want_a = match variant {
+                    "deploy" => floats(&want["ensembled_action"]),
+                    "libero" => floats(&want["ensembled"]),
+                    _ => floats(&want["ensembled_probs"]),
                 };
+                let got_a = floats(&got["pre_action"]);
                 assert!(got_a.iter().all(|v| v.is_finite()), "{dtype} {variant}: {got_a:?}");
                 for (x, y) in got_a.iter().zip(&want_a) {
                     max_diff = max_diff.max((x - y).abs());

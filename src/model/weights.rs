@@ -588,3 +588,56 @@ impl VarBuilder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bf16 safetensors file with `a` [2, 3] and `b` [1, 3].
+    fn bf16_file(dir: &Path) -> (PathBuf, Tensor, Tensor) {
+        let a = Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3]) * 0.5;
+        let b = Tensor::from_slice(&[-1.0f32, 2.0, 3.5]).view([1, 3]);
+        let path = dir.join("w.safetensors");
+        let views: Vec<(String, Tensor)> = vec![
+            ("a.weight".into(), a.to_kind(Kind::BFloat16)),
+            ("b.weight".into(), b.to_kind(Kind::BFloat16)),
+        ];
+        Tensor::write_safetensors(&views, &path).unwrap();
+        (path, a, b)
+    }
+
+    #[test]
+    fn tensors_are_read_into_their_dtype_and_the_file_is_not_left_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, a, b) = bf16_file(dir.path());
+        for kind in [Kind::Float, Kind::BFloat16, Kind::Half] {
+            let vb = VarBuilder::from_safetensors(&[&path], kind, Device::Cpu).unwrap();
+            let got = vb.get(&[2, 3], "a.weight").unwrap();
+            assert_eq!(got.kind(), kind);
+            assert!(got.to_kind(Kind::Float).equal(&a), "{kind:?}");
+            // Fused rows are filled in place and equal the concatenation.
+            let rows = vb.get_rows(&[("a.weight", &[2, 3]), ("b.weight", &[1, 3])]).unwrap();
+            assert!(rows.to_kind(Kind::Float).equal(&Tensor::cat(&[&a, &b], 0)), "{kind:?}");
+            assert_eq!(vb.total_numel(), 9);
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            assert!(!maps.contains(path.to_str().unwrap()), "{kind:?}: file still mapped");
+        }
+    }
+
+    #[test]
+    fn shape_mismatches_and_missing_keys_name_the_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _, _) = bf16_file(dir.path());
+        let vb = VarBuilder::from_safetensors(&[&path], Kind::Float, Device::Cpu).unwrap();
+        let err = vb.get(&[3, 2], "a.weight").unwrap_err().to_string();
+        assert!(err.contains("a.weight") && err.contains("w.safetensors"), "{err}");
+        let err = vb
+            .get_rows(&[("a.weight", &[2, 3]), ("b.weight", &[2, 3])])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("b.weight"), "{err}");
+        let err = vb.get(&[1], "c.weight").unwrap_err().to_string();
+        assert!(err.contains("c.weight"), "{err}");
+        assert!(vb.get_rows(&[("a.weight", &[2, 3]), ("b.weight", &[1, 2])]).is_err());
+    }
+}
