@@ -191,6 +191,36 @@ fn generated_checkpoint_runs_and_benchmarks() {
             "stage {stage} missing: {report}"
         );
     }
+    // Loading is reported: time, peak RSS, the weights in the target dtype and the CPU target.
+    let load = &report["load"];
+    assert!(load["seconds"].as_f64().unwrap() > 0.0, "{load}");
+    let weights = load["weights_mib"].as_f64().unwrap();
+    assert!(
+        weights > 0.0 && load["peak_rss_mib"].as_f64().unwrap() > weights,
+        "{load}"
+    );
+    assert_eq!(load["rss_target_mib"].as_f64().unwrap(), 1.1 * weights + 1024.0);
+    assert!(load["within_target"].is_boolean(), "{load}");
+    let out = univla()
+        .args([
+            "bench",
+            "--greedy",
+            "--json",
+            "--load-only",
+            "--dtype",
+            "bf16",
+            "--checkpoint",
+        ])
+        .arg(&ckpt)
+        .arg("--decoder")
+        .arg(ckpt.join("action_decoder_r2r.safetensors"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let only: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(only.get("step_ms").is_none(), "{only}");
+    // bf16 weights take half the bytes of the f32 ones.
+    assert_eq!(only["load"]["weights_mib"].as_f64().unwrap() * 2.0, weights);
     // The generated LM emits latent-action tokens, like the fixture.
     let out = univla()
         .args(["infer", "--greedy", "--json", "--instruction", "go", "--checkpoint"])

@@ -2,9 +2,10 @@
 //! for tensors by their checkpoint key (the builder's path equals the key, so no rename table
 //! exists), with the shape they expect. A mismatch names the file, the key, expected and found.
 //!
-//! Sources: safetensors files (each tensor is read with `pread` into its own buffer and converted
-//! to the target dtype and device, so no mapping of the file stays resident beside the converted
-//! weights), in-memory tensors (e.g. from `torch.save` files), or a
+//! Sources: safetensors files (each tensor is read with `pread` straight into its final tensor, or
+//! into one reused host buffer and converted into it, so neither a mapping of the file nor a
+//! second copy of a weight stays resident beside the loaded weights), in-memory tensors (e.g.
+//! from `torch.save` files), or a
 //! seeded random source that records what was created, which is how small checkpoints in the
 //! official on-disk layout are generated.
 use std::collections::{BTreeMap, HashMap};

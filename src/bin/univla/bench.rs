@@ -1,8 +1,8 @@
-//! `univla bench`: loading (wall time and peak RSS against the target of 1.1 × the weights in
+//! `univla bench`: loading (wall time, and peak RSS against the target of 1.1 × the weights in
 //! the chosen dtype + 1 GiB), then full control steps (preprocessing included) on a synthetic
-//! 640×480 camera image; medians and 95th percentiles per stage, the whole step, and peak memory
-//! (host, and on CUDA the device's). Stage times on CUDA are exact: the session synchronises the device at
-//! every stage boundary (`Session::set_sync_timing`).
+//! 640×480 camera image; medians and 95th percentiles per stage, the whole step, and peak
+//! memory (host, and on CUDA the device's). Stage times on CUDA are exact: the session
+//! synchronises the device at every stage boundary (`Session::set_sync_timing`).
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
-//! `univla make-checkpoint`: a small random checkpoint in the official on-disk format, optionally
-//! with non-reference head sizes (window, action width, head count, R2R without visual pool).
+//! `univla make-checkpoint`: a random checkpoint in the official on-disk format (tiny up to
+//! UniVLA-7B sizes, streamed to disk), optionally with non-reference LM depth or head sizes
+//! (window, action width, head count, R2R without visual pool).
 use std::path::PathBuf;
 
 use univla_ros::model::synthetic::{write_checkpoint_on, HeadVariant, SyntheticSpec};
