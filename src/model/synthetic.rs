@@ -439,7 +439,6 @@ fn write_vlm(path: &Path, spec: &SyntheticSpec, device: Device) -> Result<()> {
     let mut out = std::io::BufWriter::with_capacity(SAFETENSORS_WRITE_BUFFER, file);
     out.write_all(&(text.len() as u64).to_le_bytes()).map_err(io)?;
     out.write_all(text.as_bytes()).map_err(io)?;
-    let mut bytes = Vec::new();
     for (key, shape, fill) in &layout.entries {
         let t = make_tensor(shape, *fill, device);
         if key == LM_HEAD_KEY {
@@ -447,10 +446,12 @@ fn write_vlm(path: &Path, spec: &SyntheticSpec, device: Device) -> Result<()> {
             t.narrow(0, ACT_TOKEN_BASE, NUM_LATENT_CODES).copy_(&rows);
         }
         let t = t.to_kind(Kind::BFloat16).to_device(Device::Cpu).contiguous();
-        let numel = t.numel();
-        bytes.resize(numel * Kind::BFloat16.elt_size_in_bytes(), 0);
-        t.f_copy_data_u8(&mut bytes, numel)?;
-        out.write_all(&bytes).map_err(io)?;
+        let len = t.numel() * Kind::BFloat16.elt_size_in_bytes();
+        if len > 0 {
+            // SAFETY: `t` is a contiguous CPU tensor of `len` bytes that lives past the write.
+            let bytes = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, len) };
+            out.write_all(bytes).map_err(io)?;
+        }
     }
     out.flush().map_err(io)
 }
