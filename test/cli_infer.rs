@@ -191,6 +191,36 @@ fn generated_checkpoint_runs_and_benchmarks() {
             "stage {stage} missing: {report}"
         );
     }
+    // Loading is reported: time, peak RSS, the weights in the target dtype and the CPU target.
+    let load = &report["load"];
+    assert!(load["seconds"].as_f64().unwrap() > 0.0, "{load}");
+    let weights = load["weights_mib"].as_f64().unwrap();
+    assert!(
+        weights > 0.0 && load["peak_rss_mib"].as_f64().unwrap() > weights,
+        "{load}"
+    );
+    assert_eq!(load["rss_target_mib"].as_f64().unwrap(), 1.1 * weights + 1024.0);
+    assert!(load["within_target"].is_boolean(), "{load}");
+    let out = univla()
+        .args([
+            "bench",
+            "--greedy",
+            "--json",
+            "--load-only",
+            "--dtype",
+            "bf16",
+            "--checkpoint",
+        ])
+        .arg(&ckpt)
+        .arg("--decoder")
+        .arg(ckpt.join("action_decoder_r2r.safetensors"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let only: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(only.get("step_ms").is_none(), "{only}");
+    // bf16 weights take half the bytes of the f32 ones.
+    assert_eq!(only["load"]["weights_mib"].as_f64().unwrap() * 2.0, weights);
     // The generated LM emits latent-action tokens, like the fixture.
     let out = univla()
         .args(["infer", "--greedy", "--json", "--instruction", "go", "--checkpoint"])
@@ -267,4 +297,59 @@ fn compare_runs_against_the_cpu_reference() {
     let bf16 = &reports[1];
     assert_eq!(bf16["dtype"], "BFloat16");
     assert!(bf16["min_cos_visual_embed"].as_f64().unwrap() > 0.99, "{bf16}");
+}
+
+/// `--llm-layers N` writes N LM layers at the preset's widths (config and weights agree) and the
+/// checkpoint loads and runs; a preset name that does not exist is refused with the list.
+#[test]
+fn llm_layers_sets_the_lm_depth_of_a_preset() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let out = univla()
+        .args([
+            "make-checkpoint",
+            "--preset",
+            "tiny",
+            "--llm-layers",
+            "3",
+            "--head",
+            "r2r",
+            "--out",
+        ])
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["text_config"]["num_hidden_layers"], 3);
+    assert_eq!(config["text_config"]["hidden_size"], 64);
+    let weights = tch::Tensor::read_safetensors(ckpt.join("model.safetensors")).unwrap();
+    let layers: std::collections::BTreeSet<&str> = weights
+        .iter()
+        .filter_map(|(k, _)| k.strip_prefix("language_model.model.layers.")?.split('.').next())
+        .collect();
+    assert_eq!(layers, ["0", "1", "2"].into_iter().collect());
+    let out = univla()
+        .args(["infer", "--greedy", "--json", "--instruction", "go", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--decoder")
+        .arg(ckpt.join("action_decoder_r2r.safetensors"))
+        .arg("--image")
+        .arg(common::fixture().join("images/r2r_step0.png"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for bad in [["--preset", "huge"], ["--llm-layers", "0"]] {
+        let out = univla()
+            .arg("make-checkpoint")
+            .args(bad)
+            .arg("--out")
+            .arg(dir.path().join("bad"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad:?} accepted");
+        assert!(err.contains("wide") || err.contains("layer"), "{bad:?}: {err}");
+    }
 }

@@ -157,11 +157,12 @@ struct Attention {
 impl Attention {
     fn new(vb: &VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
         let (h, hd, kvh) = (cfg.hidden_size, cfg.head_dim(), cfg.kv_heads());
-        let q = vb.pp("q_proj").get(&[cfg.num_attention_heads * hd, h], "weight")?;
-        let k = vb.pp("k_proj").get(&[kvh * hd, h], "weight")?;
-        let v = vb.pp("v_proj").get(&[kvh * hd, h], "weight")?;
         Ok(Self {
-            qkv_proj: Tensor::f_cat(&[q, k, v], 0)?,
+            qkv_proj: vb.get_rows(&[
+                ("q_proj.weight", &[cfg.num_attention_heads * hd, h]),
+                ("k_proj.weight", &[kvh * hd, h]),
+                ("v_proj.weight", &[kvh * hd, h]),
+            ])?,
             o_proj: vb.pp("o_proj").get(&[h, cfg.num_attention_heads * hd], "weight")?,
             heads: cfg.num_attention_heads,
             kv_heads: kvh,
@@ -242,10 +243,8 @@ struct Mlp {
 impl Mlp {
     fn new(vb: &VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let gate = vb.pp("gate_proj").get(&[i, h], "weight")?;
-        let up = vb.pp("up_proj").get(&[i, h], "weight")?;
         Ok(Self {
-            gate_up_proj: Tensor::f_cat(&[gate, up], 0)?,
+            gate_up_proj: vb.get_rows(&[("gate_proj.weight", &[i, h]), ("up_proj.weight", &[i, h])])?,
             down_proj: vb.pp("down_proj").get(&[h, i], "weight")?,
             intermediate: i,
         })

@@ -26,6 +26,8 @@ const REGISTERS: i64 = 4;
 /// SigLIP-So400m's MLP ratio (4304 / 1152).
 const SIGLIP_MLP_RATIO: f64 = 3.7362;
 const WEIGHT_STD: f64 = 0.02;
+/// LM layers of the `wide` preset unless `--llm-layers` says otherwise.
+pub const WIDE_LLM_LAYERS: i64 = 2;
 const ACT_ROW_STD: f64 = 2.0;
 
 /// A ViT's size.
@@ -171,14 +173,47 @@ impl SyntheticSpec {
         }
     }
 
-    /// `tiny`, `small` or `7b`.
+    /// Every tensor of UniVLA-7B at its released width (both vision towers whole, the projector
+    /// 2176→8704→4096→4096, LLaMA-2-7B layers 4096 / 11008 / 32 heads, heads 4096 → 512 with 8
+    /// heads) but only [`WIDE_LLM_LAYERS`] LM layers (≈ 1.47 B parameters, 2.9 GB in bf16): real
+    /// widths on a CPU, for parity with the official code and load-memory measurements.
+    pub fn wide() -> Self {
+        Self {
+            num_layers: WIDE_LLM_LAYERS,
+            ..Self::univla_7b()
+        }
+    }
+
+    /// `tiny`, `small`, `wide` or `7b`.
     pub fn preset(name: &str) -> Option<Self> {
         match name {
             "tiny" => Some(Self::tiny()),
             "small" => Some(Self::small()),
+            "wide" => Some(Self::wide()),
             "7b" => Some(Self::univla_7b()),
             _ => None,
         }
+    }
+
+    /// The preset names [`Self::preset`] knows.
+    pub const PRESETS: [&'static str; 4] = ["tiny", "small", "wide", "7b"];
+
+    /// Every VLM tensor this spec writes, in file order, with its shape (nothing is drawn).
+    pub fn vlm_shapes(&self) -> Vec<(String, Vec<i64>)> {
+        vlm_layout(self)
+            .entries
+            .into_iter()
+            .map(|(key, shape, _)| (key, shape))
+            .collect()
+    }
+
+    /// Parameters of the VLM this spec writes.
+    pub fn vlm_parameters(&self) -> i64 {
+        vlm_layout(self)
+            .entries
+            .iter()
+            .map(|(_, shape, _)| shape.iter().product::<i64>())
+            .sum()
     }
 
     fn validate(&self) -> Result<()> {
@@ -188,6 +223,11 @@ impl SyntheticSpec {
                     "{name}: embed_dim must be a positive multiple of num_heads and depth ≥ 2"
                 )));
             }
+        }
+        if self.num_layers < 1 || self.hidden_size < 1 || self.intermediate_size < 1 || self.num_heads < 1 {
+            return Err(ModelError::Config(
+                "the LM needs at least one layer, one head and positive widths".into(),
+            ));
         }
         if self.hidden_size % self.num_heads != 0 || (self.hidden_size / self.num_heads) % 2 != 0 {
             return Err(ModelError::Config(
@@ -315,7 +355,12 @@ impl Layout {
 fn make_tensor(shape: &[i64], fill: Fill, device: Device) -> Tensor {
     let opts = (Kind::Float, device);
     match fill {
-        Fill::Normal(std) => Tensor::randn(shape, opts) * std,
+        Fill::Normal(std) => {
+            // In place: the same values as `randn * std` without a second copy of the tensor.
+            let mut t = Tensor::randn(shape, opts);
+            let _ = t.g_mul_scalar_(std);
+            t
+        }
         Fill::Ones => Tensor::ones(shape, opts),
         Fill::Zeros => Tensor::zeros(shape, opts),
         Fill::Const(c) => Tensor::full(shape, c, opts),
@@ -394,7 +439,6 @@ fn write_vlm(path: &Path, spec: &SyntheticSpec, device: Device) -> Result<()> {
     let mut out = std::io::BufWriter::with_capacity(SAFETENSORS_WRITE_BUFFER, file);
     out.write_all(&(text.len() as u64).to_le_bytes()).map_err(io)?;
     out.write_all(text.as_bytes()).map_err(io)?;
-    let mut bytes = Vec::new();
     for (key, shape, fill) in &layout.entries {
         let t = make_tensor(shape, *fill, device);
         if key == LM_HEAD_KEY {
@@ -402,10 +446,12 @@ fn write_vlm(path: &Path, spec: &SyntheticSpec, device: Device) -> Result<()> {
             t.narrow(0, ACT_TOKEN_BASE, NUM_LATENT_CODES).copy_(&rows);
         }
         let t = t.to_kind(Kind::BFloat16).to_device(Device::Cpu).contiguous();
-        let numel = t.numel();
-        bytes.resize(numel * Kind::BFloat16.elt_size_in_bytes(), 0);
-        t.f_copy_data_u8(&mut bytes, numel)?;
-        out.write_all(&bytes).map_err(io)?;
+        let len = t.numel() * Kind::BFloat16.elt_size_in_bytes();
+        if len > 0 {
+            // SAFETY: `t` is a contiguous CPU tensor of `len` bytes that lives past the write.
+            let bytes = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, len) };
+            out.write_all(bytes).map_err(io)?;
+        }
     }
     out.flush().map_err(io)
 }
@@ -430,6 +476,17 @@ pub fn head_tensors_shaped(
     arm_dim: i64,
     r2r_visual_embed: bool,
 ) -> Vec<(String, Tensor)> {
+    head_layout(variant, vis, embed, window, arm_dim, r2r_visual_embed).materialize(Kind::Float)
+}
+
+fn head_layout(
+    variant: HeadVariant,
+    vis: i64,
+    embed: i64,
+    window: i64,
+    arm_dim: i64,
+    r2r_visual_embed: bool,
+) -> Layout {
     let mut l = Layout::new();
     if variant != HeadVariant::R2r || r2r_visual_embed {
         l.map_block("visual_pool", vis, embed);
@@ -451,7 +508,7 @@ pub fn head_tensors_shaped(
             l.linear("proj", NAV_ACTION_DIM * window, proj_in, true);
         }
     }
-    l.materialize(Kind::Float)
+    l
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
@@ -768,6 +825,73 @@ mod tests {
             .sum();
         // LLaMA-2 7B (6.74 B with a 32064 vocabulary) + DINOv2-L + SigLIP-So400m + projector.
         assert!((7_400_000_000..7_700_000_000).contains(&params), "{params}");
+    }
+
+    #[test]
+    fn the_wide_preset_has_released_widths_and_two_llm_layers() {
+        let spec = SyntheticSpec::preset("wide").unwrap();
+        spec.validate().unwrap();
+        let shapes: std::collections::HashMap<String, Vec<i64>> = spec.vlm_shapes().into_iter().collect();
+        let shape = |k: &str| shapes.get(k).cloned().unwrap_or_else(|| panic!("no `{k}`"));
+        let count = |prefix: &str| {
+            shapes
+                .keys()
+                .filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse::<i64>().ok())
+                .max()
+                .map_or(0, |m| m + 1)
+        };
+        // DINOv2 ViT-L/14 with 4 registers: 1024 wide, 24 blocks, MLP 4096.
+        let dino = "vision_backbone.featurizer";
+        assert_eq!(count(&format!("{dino}.blocks.")), 24);
+        assert_eq!(shape(&format!("{dino}.reg_token")), [1, 4, 1024]);
+        assert_eq!(shape(&format!("{dino}.patch_embed.proj.weight")), [1024, 3, 14, 14]);
+        assert_eq!(shape(&format!("{dino}.blocks.23.attn.qkv.weight")), [3072, 1024]);
+        assert_eq!(shape(&format!("{dino}.blocks.23.mlp.fc1.weight")), [4096, 1024]);
+        // SigLIP So400m/14: 1152 wide, 27 blocks, MLP 4304.
+        let siglip = "vision_backbone.fused_featurizer";
+        assert_eq!(count(&format!("{siglip}.blocks.")), 27);
+        assert_eq!(shape(&format!("{siglip}.pos_embed")), [1, 256, 1152]);
+        assert_eq!(shape(&format!("{siglip}.blocks.26.mlp.fc1.weight")), [4304, 1152]);
+        // Projector 2176 → 8704 → 4096 → 4096.
+        assert_eq!(shape("projector.fc1.weight"), [8704, 2176]);
+        assert_eq!(shape("projector.fc2.weight"), [4096, 8704]);
+        assert_eq!(shape("projector.fc3.weight"), [4096, 4096]);
+        // LLaMA-2-7B widths, two layers.
+        assert_eq!(count("language_model.model.layers."), WIDE_LLM_LAYERS);
+        let layer = "language_model.model.layers.1";
+        assert_eq!(shape(&format!("{layer}.self_attn.q_proj.weight")), [4096, 4096]);
+        assert_eq!(shape(&format!("{layer}.mlp.gate_proj.weight")), [11008, 4096]);
+        assert_eq!(shape(&format!("{layer}.mlp.down_proj.weight")), [4096, 11008]);
+        assert_eq!(shape("language_model.model.embed_tokens.weight"), [PADDED_VOCAB, 4096]);
+        assert_eq!(shape(LM_HEAD_KEY), [PADDED_VOCAB, 4096]);
+        assert_eq!(spec.num_heads, 32);
+        let config = config_json(&spec, 0);
+        assert_eq!(config["text_config"]["num_hidden_layers"], 2);
+        assert_eq!(config["text_config"]["num_attention_heads"], 32);
+        // 7B minus 30 LLaMA layers of 202 M parameters.
+        let params = spec.vlm_parameters();
+        assert_eq!(SyntheticSpec::univla_7b().vlm_parameters() - params, 30 * 202_383_360);
+        assert!((1_400_000_000..1_550_000_000).contains(&params), "{params}");
+        // The released heads read 4096-wide states into 512-wide MAP blocks with 8 heads.
+        assert_eq!(
+            (spec.hidden_size, spec.head_embed_dim, spec.head_num_heads),
+            (4096, 512, 8)
+        );
+        let head: std::collections::HashMap<String, Vec<i64>> = head_layout(
+            HeadVariant::RealWorld,
+            spec.hidden_size,
+            spec.head_embed_dim,
+            12,
+            ARM_ACTION_DIM,
+            true,
+        )
+        .entries
+        .into_iter()
+        .map(|(k, s, _)| (k, s))
+        .collect();
+        assert_eq!(head["attn_pool.projection.weight"], [512, 4096]);
+        assert_eq!(head["visual_pool.mlp.0.project.weight"], [4096, 512]);
+        assert_eq!(head["proj.0.weight"], [84, 1024]);
     }
 
     #[test]

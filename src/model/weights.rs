@@ -2,8 +2,10 @@
 //! for tensors by their checkpoint key (the builder's path equals the key, so no rename table
 //! exists), with the shape they expect. A mismatch names the file, the key, expected and found.
 //!
-//! Sources: safetensors files (memory-mapped; tensors are materialised one at a time, straight
-//! into the target dtype and device), in-memory tensors (e.g. from `torch.save` files), or a
+//! Sources: safetensors files (each tensor is read with `pread` straight into its final tensor, or
+//! into one reused host buffer and converted into it, so neither a mapping of the file nor a
+//! second copy of a weight stays resident beside the loaded weights), in-memory tensors (e.g.
+//! from `torch.save` files), or a
 //! seeded random source that records what was created, which is how small checkpoints in the
 //! official on-disk layout are generated.
 use std::collections::{BTreeMap, HashMap};
@@ -31,9 +33,9 @@ pub enum Init {
     Uniform(f64),
 }
 
-struct MappedFile {
+struct WeightsFile {
     path: PathBuf,
-    mmap: Mmap,
+    file: std::fs::File,
     data_start: usize,
 }
 
@@ -46,9 +48,13 @@ struct Entry {
 }
 
 enum Source {
-    Mapped {
-        files: Vec<MappedFile>,
+    Files {
+        files: Vec<WeightsFile>,
         entries: HashMap<String, Entry>,
+        /// Host buffer (8-byte aligned) that stored bytes land in when the target tensor has
+        /// another dtype or lives on another device; reused for every tensor, so converting
+        /// allocates nothing but the converted weights.
+        scratch: Mutex<Vec<u64>>,
     },
     Memory {
         label: String,
@@ -64,6 +70,52 @@ enum Source {
 // source's map is guarded by a mutex. libtorch tensors may be used from several threads.
 unsafe impl Sync for Source {}
 unsafe impl Send for Source {}
+
+impl WeightsFile {
+    /// The stored dtype of `e` and its byte length, checked against its shape.
+    fn layout(&self, key: &str, e: &Entry) -> Result<(Kind, usize)> {
+        let kind = kind_of(e.dtype).ok_or_else(|| ModelError::Format {
+            path: self.path.clone(),
+            reason: format!("tensor `{key}` has unsupported dtype {:?}", e.dtype),
+        })?;
+        let len = e.end.saturating_sub(e.start);
+        let numel: i64 = e.shape.iter().product();
+        if numel as usize * kind.elt_size_in_bytes() != len {
+            return Err(ModelError::Format {
+                path: self.path.clone(),
+                reason: format!("tensor `{key}`: {len} bytes stored for shape {:?} of {kind:?}", e.shape),
+            });
+        }
+        Ok((kind, len))
+    }
+
+    /// Reads the stored bytes of `e` into `dst` (exactly its length) with `pread`: nothing of
+    /// the file is mapped, so nothing of it stays resident once the bytes are converted.
+    fn read(&self, key: &str, e: &Entry, dst: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .read_exact_at(dst, (self.data_start + e.start) as u64)
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::UnexpectedEof => ModelError::Format {
+                    path: self.path.clone(),
+                    reason: format!("tensor `{key}` lies outside the file (truncated?)"),
+                },
+                _ => ModelError::Io {
+                    path: self.path.clone(),
+                    source,
+                },
+            })
+    }
+}
+
+/// Row-major strides of a contiguous tensor of `shape`.
+fn contiguous_strides(shape: &[i64]) -> Vec<i64> {
+    let mut strides = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1];
+    }
+    strides
+}
 
 /// Hands out tensors by checkpoint key, converted to one dtype and device.
 #[derive(Clone)]
@@ -92,7 +144,8 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
 }
 
 impl VarBuilder {
-    /// Memory-maps safetensors files (one checkpoint may be sharded over several).
+    /// Opens safetensors files (one checkpoint may be sharded over several) and reads their
+    /// headers; tensors are read when asked for.
     pub fn from_safetensors<P: AsRef<Path>>(paths: &[P], kind: Kind, device: Device) -> Result<Self> {
         let mut files = Vec::new();
         let mut entries = HashMap::new();
@@ -102,6 +155,9 @@ impl VarBuilder {
                 path: path.clone(),
                 source,
             })?;
+            // The header is parsed from a mapping (which also checks that the file is as long as
+            // the header says) that is dropped before any tensor is read: only its first pages
+            // were touched.
             // SAFETY: the file is opened read-only and not modified while mapped.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|source| ModelError::Io {
                 path: path.clone(),
@@ -111,6 +167,7 @@ impl VarBuilder {
                 path: path.clone(),
                 reason: format!("not a valid safetensors file ({e})"),
             })?;
+            drop(mmap);
             for (name, info) in metadata.tensors() {
                 let (start, end) = info.data_offsets;
                 let entry = Entry {
@@ -121,20 +178,28 @@ impl VarBuilder {
                     end,
                 };
                 if let Some(old) = entries.insert(name.clone(), entry) {
-                    let first: &MappedFile = &files[old.file];
+                    let first: &WeightsFile = &files[old.file];
                     return Err(ModelError::Format {
                         path: path.clone(),
                         reason: format!("tensor `{name}` is also stored in {}", first.path.display()),
                     });
                 }
             }
-            files.push(MappedFile {
+            files.push(WeightsFile {
                 path,
-                mmap,
+                file,
                 data_start: 8 + header_len,
             });
         }
-        Ok(Self::with_source(Source::Mapped { files, entries }, kind, device))
+        Ok(Self::with_source(
+            Source::Files {
+                files,
+                entries,
+                scratch: Mutex::new(Vec::new()),
+            },
+            kind,
+            device,
+        ))
     }
 
     /// Wraps tensors already in memory; `label` names them in error messages (usually the file).
@@ -214,7 +279,7 @@ impl VarBuilder {
 
     fn label(&self, key: &str) -> String {
         match &*self.source {
-            Source::Mapped { files, entries } => match entries.get(key) {
+            Source::Files { files, entries, .. } => match entries.get(key) {
                 Some(e) => files[e.file].path.display().to_string(),
                 None => files
                     .iter()
@@ -227,11 +292,24 @@ impl VarBuilder {
         }
     }
 
+    /// Elements of every stored tensor (safetensors sources; others: what they hold): how much
+    /// memory the weights need in a given dtype.
+    pub fn total_numel(&self) -> i64 {
+        match &*self.source {
+            Source::Files { entries, .. } => entries.values().map(|e| e.shape.iter().product::<i64>()).sum(),
+            Source::Memory { tensors, .. } => tensors.values().map(|t| t.numel() as i64).sum(),
+            Source::Random { created, .. } => created
+                .lock()
+                .map(|m| m.values().map(|t| t.numel() as i64).sum())
+                .unwrap_or(0),
+        }
+    }
+
     /// Whether the source holds `name` (a random source holds what it has created).
     pub fn contains(&self, name: &str) -> bool {
         let key = self.path(name);
         match &*self.source {
-            Source::Mapped { entries, .. } => entries.contains_key(&key),
+            Source::Files { entries, .. } => entries.contains_key(&key),
             Source::Memory { tensors, .. } => tensors.contains_key(&key),
             Source::Random { created, .. } => created.lock().map(|m| m.contains_key(&key)).unwrap_or(false),
         }
@@ -241,7 +319,7 @@ impl VarBuilder {
     pub fn shape_of(&self, name: &str) -> Option<Vec<i64>> {
         let key = self.path(name);
         match &*self.source {
-            Source::Mapped { entries, .. } => entries.get(&key).map(|e| e.shape.clone()),
+            Source::Files { entries, .. } => entries.get(&key).map(|e| e.shape.clone()),
             Source::Memory { tensors, .. } => tensors.get(&key).map(|t| t.size()),
             Source::Random { created, .. } => created.lock().ok()?.get(&key).map(|t| t.size()),
         }
@@ -258,7 +336,7 @@ impl VarBuilder {
     /// All keys under this builder's prefix (without the prefix), sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = match &*self.source {
-            Source::Mapped { entries, .. } => entries.keys().cloned().collect(),
+            Source::Files { entries, .. } => entries.keys().cloned().collect(),
             Source::Memory { tensors, .. } => tensors.keys().cloned().collect(),
             Source::Random { created, .. } => created.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
         };
@@ -309,7 +387,15 @@ impl VarBuilder {
                     t
                 }
             }
-            _ => {
+            Source::Files { .. } => {
+                let t = Tensor::f_empty(shape, (self.kind, self.device))?;
+                self.read_into(&key, &t)?;
+                if let Some(bar) = &self.progress {
+                    bar.inc(1);
+                }
+                return Ok(t);
+            }
+            Source::Memory { .. } => {
                 let t = self.load(&key)?;
                 if t.size() != shape {
                     return Err(ModelError::Shape {
@@ -348,27 +434,122 @@ impl VarBuilder {
         Ok(t.f_to_device(self.device)?.f_to_kind(self.kind)?)
     }
 
+    /// Tensors stored under `parts` (name, shape), concatenated along their first dimension,
+    /// e.g. fused q/k/v projections. From files, each part is read straight into its rows of
+    /// the result: no separate copies of the parts exist beside it.
+    pub fn get_rows(&self, parts: &[(&str, &[i64])]) -> Result<Tensor> {
+        let tail = |shape: &[i64]| shape.get(1..).map(<[i64]>::to_vec);
+        let first = parts
+            .first()
+            .ok_or_else(|| ModelError::Invalid("no tensors to concatenate".into()))?;
+        if parts
+            .iter()
+            .any(|(_, shape)| shape.is_empty() || tail(shape) != tail(first.1))
+        {
+            return Err(ModelError::Invalid(format!(
+                "{}: parts {:?} differ beyond their first dimension",
+                self.path(first.0),
+                parts.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+            )));
+        }
+        if !matches!(&*self.source, Source::Files { .. }) {
+            let tensors = parts
+                .iter()
+                .map(|(name, shape)| self.get(shape, name))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Tensor::f_cat(&tensors, 0)?);
+        }
+        let rows: i64 = parts.iter().map(|(_, shape)| shape[0]).sum();
+        let mut shape = first.1.to_vec();
+        shape[0] = rows;
+        let out = Tensor::f_empty(shape.as_slice(), (self.kind, self.device))?;
+        let mut offset = 0;
+        for (name, part) in parts {
+            self.read_into(&self.path(name), &out.f_narrow(0, offset, part[0])?)?;
+            offset += part[0];
+            if let Some(bar) = &self.progress {
+                bar.inc(1);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fills `dst` (any dtype and device, the stored shape) with the stored tensor `key`.
+    /// A contiguous CPU `dst` of the stored dtype receives the file's bytes directly; otherwise
+    /// they land in the reused scratch buffer and are converted by one copy into `dst`.
+    fn read_into(&self, key: &str, dst: &Tensor) -> Result<()> {
+        let Source::Files {
+            files,
+            entries,
+            scratch,
+        } = &*self.source
+        else {
+            return Err(ModelError::Invalid(
+                "only safetensors sources are read from files".into(),
+            ));
+        };
+        let e = entries.get(key).ok_or_else(|| ModelError::MissingKey {
+            file: self.label(key),
+            key: key.to_owned(),
+        })?;
+        let f = &files[e.file];
+        if dst.size() != e.shape {
+            return Err(ModelError::Shape {
+                file: f.path.display().to_string(),
+                key: key.to_owned(),
+                expected: dst.size(),
+                found: e.shape.clone(),
+            });
+        }
+        let (kind, len) = f.layout(key, e)?;
+        if len == 0 {
+            return Ok(());
+        }
+        if dst.device() == Device::Cpu && dst.kind() == kind && dst.is_contiguous() {
+            // SAFETY: `dst` is a contiguous CPU tensor of exactly `len` bytes (same shape and
+            // dtype as stored) that the caller allocated and nothing else uses yet.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(dst.data_ptr() as *mut u8, len) };
+            return f.read(key, e, bytes);
+        }
+        let mut scratch = scratch
+            .lock()
+            .map_err(|_| ModelError::Invalid("weights scratch buffer poisoned".into()))?;
+        let words = len.div_ceil(8);
+        if scratch.len() < words {
+            *scratch = Vec::new();
+            scratch.resize(words, 0);
+        }
+        // SAFETY: the buffer holds at least `len` bytes and is only used under its lock.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(scratch.as_mut_ptr() as *mut u8, len) };
+        f.read(key, e, bytes)?;
+        // SAFETY: the view covers `len` initialised bytes of the locked buffer and is dropped
+        // (after `copy_` has finished with it) before the lock is released.
+        let view = unsafe {
+            Tensor::f_from_blob(
+                bytes.as_ptr(),
+                &e.shape,
+                &contiguous_strides(&e.shape),
+                kind,
+                Device::Cpu,
+            )
+        }?;
+        dst.shallow_clone().f_copy_(&view)?;
+        drop(view);
+        Ok(())
+    }
+
     /// Reads a stored tensor in its stored dtype on the CPU.
     fn load(&self, key: &str) -> Result<Tensor> {
         match &*self.source {
-            Source::Mapped { files, entries } => {
+            Source::Files { files, entries, .. } => {
                 let e = entries.get(key).ok_or_else(|| ModelError::MissingKey {
                     file: self.label(key),
                     key: key.to_owned(),
                 })?;
-                let f = &files[e.file];
-                let kind = kind_of(e.dtype).ok_or_else(|| ModelError::Format {
-                    path: f.path.clone(),
-                    reason: format!("tensor `{key}` has unsupported dtype {:?}", e.dtype),
-                })?;
-                let bytes = f
-                    .mmap
-                    .get(f.data_start + e.start..f.data_start + e.end)
-                    .ok_or_else(|| ModelError::Format {
-                        path: f.path.clone(),
-                        reason: format!("tensor `{key}` lies outside the file (truncated?)"),
-                    })?;
-                Ok(Tensor::f_from_data_size(bytes, &e.shape, kind)?)
+                let (kind, _) = files[e.file].layout(key, e)?;
+                let tensor = Tensor::f_empty(e.shape.as_slice(), (kind, Device::Cpu))?;
+                self.read_into(key, &tensor)?;
+                Ok(tensor)
             }
             Source::Memory { label, tensors } => {
                 tensors
@@ -406,5 +587,58 @@ impl VarBuilder {
             }
             _ => Err(ModelError::Invalid("only a random source can be modified".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bf16 safetensors file with `a` [2, 3] and `b` [1, 3].
+    fn bf16_file(dir: &Path) -> (PathBuf, Tensor, Tensor) {
+        let a = Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3]) * 0.5;
+        let b = Tensor::from_slice(&[-1.0f32, 2.0, 3.5]).view([1, 3]);
+        let path = dir.join("w.safetensors");
+        let views: Vec<(String, Tensor)> = vec![
+            ("a.weight".into(), a.to_kind(Kind::BFloat16)),
+            ("b.weight".into(), b.to_kind(Kind::BFloat16)),
+        ];
+        Tensor::write_safetensors(&views, &path).unwrap();
+        (path, a, b)
+    }
+
+    #[test]
+    fn tensors_are_read_into_their_dtype_and_the_file_is_not_left_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, a, b) = bf16_file(dir.path());
+        for kind in [Kind::Float, Kind::BFloat16, Kind::Half] {
+            let vb = VarBuilder::from_safetensors(&[&path], kind, Device::Cpu).unwrap();
+            let got = vb.get(&[2, 3], "a.weight").unwrap();
+            assert_eq!(got.kind(), kind);
+            assert!(got.to_kind(Kind::Float).equal(&a), "{kind:?}");
+            // Fused rows are filled in place and equal the concatenation.
+            let rows = vb.get_rows(&[("a.weight", &[2, 3]), ("b.weight", &[1, 3])]).unwrap();
+            assert!(rows.to_kind(Kind::Float).equal(&Tensor::cat(&[&a, &b], 0)), "{kind:?}");
+            assert_eq!(vb.total_numel(), 9);
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            assert!(!maps.contains(path.to_str().unwrap()), "{kind:?}: file still mapped");
+        }
+    }
+
+    #[test]
+    fn shape_mismatches_and_missing_keys_name_the_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _, _) = bf16_file(dir.path());
+        let vb = VarBuilder::from_safetensors(&[&path], Kind::Float, Device::Cpu).unwrap();
+        let err = vb.get(&[3, 2], "a.weight").unwrap_err().to_string();
+        assert!(err.contains("a.weight") && err.contains("w.safetensors"), "{err}");
+        let err = vb
+            .get_rows(&[("a.weight", &[2, 3]), ("b.weight", &[2, 3])])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("b.weight"), "{err}");
+        let err = vb.get(&[1], "c.weight").unwrap_err().to_string();
+        assert!(err.contains("c.weight"), "{err}");
+        assert!(vb.get_rows(&[("a.weight", &[2, 3]), ("b.weight", &[1, 2])]).is_err());
     }
 }

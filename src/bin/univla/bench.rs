@@ -1,12 +1,15 @@
-//! `univla bench`: full control steps (preprocessing included) on a synthetic 640×480 camera
-//! image; medians and 95th percentiles per stage, the whole step, and peak memory (host, and
-//! on CUDA the device's). Stage times on CUDA are exact: the session synchronises the device at
-//! every stage boundary (`Session::set_sync_timing`).
+//! `univla bench`: loading (wall time, and peak RSS against the target of 1.1 × the weights in
+//! the chosen dtype + 1 GiB), then full control steps (preprocessing included) on a synthetic
+//! 640×480 camera image; medians and 95th percentiles per stage, the whole step, and peak
+//! memory (host, and on CUDA the device's). Stage times on CUDA are exact: the session
+//! synchronises the device at every stage boundary (`Session::set_sync_timing`).
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
 use tch::Device;
+use univla_ros::model::checkpoint::CheckpointFiles;
+use univla_ros::model::weights::VarBuilder;
 use univla_ros::runtime::device::cuda_memory_in_use_mib;
 use univla_ros::runtime::preprocess::RgbImage;
 use univla_ros::runtime::session::{Policy, Session};
@@ -33,6 +36,21 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Only load the policy and report load time and memory (no control steps).
+    #[arg(long)]
+    pub load_only: bool,
+}
+
+/// Loading may peak at this many times the weights in the target dtype, plus
+/// [`LOAD_RSS_SLACK_MIB`] (libtorch, tokenizer, heads, one tensor in its stored dtype), on CPU.
+const LOAD_RSS_FACTOR: f64 = 1.1;
+const LOAD_RSS_SLACK_MIB: f64 = 1024.0;
+
+/// MiB of the checkpoint's VLM weights once converted to `dtype`.
+fn weights_mib(checkpoint: &std::path::Path, dtype: tch::Kind) -> anyhow::Result<f64> {
+    let files = CheckpointFiles::locate(checkpoint)?;
+    let vb = VarBuilder::from_safetensors(&files.weights, dtype, Device::Cpu)?;
+    Ok(vb.total_numel() as f64 * dtype.elt_size_in_bytes() as f64 / (1024.0 * 1024.0))
 }
 
 /// A deterministic camera-like test image: gradients plus a few blocks.
@@ -89,7 +107,33 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     opts.progress = !args.json;
     let device = opts.device;
     let dtype = opts.dtype;
+    let weights_mib = weights_mib(&opts.checkpoint, dtype)?;
+    let started = std::time::Instant::now();
     let policy = Policy::load(opts)?;
+    let load_s = started.elapsed().as_secs_f64();
+    let load_peak_rss_mib = peak_rss_mib();
+    let load_rss_target_mib = LOAD_RSS_FACTOR * weights_mib + LOAD_RSS_SLACK_MIB;
+    let load = json!({
+        "seconds": load_s,
+        "peak_rss_mib": load_peak_rss_mib,
+        "weights_mib": weights_mib,
+        // The host-memory target only applies where the weights live in host memory.
+        "rss_target_mib": (device == Device::Cpu).then_some(load_rss_target_mib),
+        "within_target": (device == Device::Cpu).then(|| load_peak_rss_mib.is_some_and(|p| p <= load_rss_target_mib)),
+    });
+    if args.load_only {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string(
+                    &json!({"device": format!("{device:?}"), "dtype": format!("{dtype:?}"), "load": load})
+                )?
+            );
+        } else {
+            print_load(&load, device, dtype);
+        }
+        return Ok(());
+    }
     let proprio = policy
         .head()
         .needs_proprio()
@@ -134,6 +178,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "stages_ms": order.iter().map(|s| (s.to_string(), stages[s].summary())).collect::<serde_json::Map<_, _>>(),
         "peak_rss_mib": peak_rss_mib(),
         "gpu_mem_used_mib": gpu_mem_mib,
+        "load": load,
     });
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -160,9 +205,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             peak_rss_mib().unwrap_or(f64::NAN),
             tch::get_num_threads()
         );
+        print_load(&load, device, dtype);
         if let Some(m) = gpu_mem_mib {
             println!("GPU memory in use after the steps (device-wide, CUDA context included): {m:.0} MiB");
         }
     }
     Ok(())
+}
+
+/// One line on loading: time, peak RSS and (CPU) the target.
+fn print_load(load: &serde_json::Value, device: Device, dtype: tch::Kind) {
+    let mib = |k: &str| load[k].as_f64().unwrap_or(f64::NAN);
+    print!(
+        "load {:.1} s, peak RSS after load {:.0} MiB for {:.0} MiB of weights in {dtype:?} on {device:?}",
+        mib("seconds"),
+        mib("peak_rss_mib"),
+        mib("weights_mib"),
+    );
+    match load["within_target"].as_bool() {
+        Some(ok) => println!(
+            " (target ≤ {:.0} MiB: {})",
+            mib("rss_target_mib"),
+            if ok { "met" } else { "NOT met" }
+        ),
+        None => println!(),
+    }
 }

@@ -1,5 +1,6 @@
-//! `univla make-checkpoint`: a small random checkpoint in the official on-disk format, optionally
-//! with non-reference head sizes (window, action width, head count, R2R without visual pool).
+//! `univla make-checkpoint`: a random checkpoint in the official on-disk format (tiny up to
+//! UniVLA-7B sizes, streamed to disk), optionally with non-reference LM depth or head sizes
+//! (window, action width, head count, R2R without visual pool).
 use std::path::PathBuf;
 
 use univla_ros::model::synthetic::{write_checkpoint_on, HeadVariant, SyntheticSpec};
@@ -10,8 +11,9 @@ pub struct MakeCheckpointArgs {
     /// Output directory (created).
     #[arg(long)]
     pub out: PathBuf,
-    /// Sizes: `tiny` (the golden fixture's), `small` (the benchmark reference, ~70 M params) or
-    /// `7b` (UniVLA-7B's sizes, 15 GB on disk; written one tensor at a time).
+    /// Sizes: `tiny` (the golden fixture's), `small` (the benchmark reference, ~70 M params),
+    /// `wide` (UniVLA-7B's widths with 2 LM layers, 1.47 B params, 2.9 GB on disk) or `7b`
+    /// (UniVLA-7B's sizes, 15 GB on disk). Written one tensor at a time.
     #[arg(long, default_value = "tiny")]
     pub preset: String,
     /// Heads to write: realworld, libero, r2r (repeatable; default all three).
@@ -20,8 +22,9 @@ pub struct MakeCheckpointArgs {
     /// Override the LM hidden size / layers / FFN width of the preset.
     #[arg(long)]
     pub hidden_size: Option<i64>,
-    #[arg(long)]
-    pub layers: Option<i64>,
+    /// LM (LLaMA) layers, at the preset's widths (`wide`: 2 unless given).
+    #[arg(long, visible_alias = "layers")]
+    pub llm_layers: Option<i64>,
     #[arg(long)]
     pub intermediate_size: Option<i64>,
     /// Chunk length (window) of every head written (default: each head's reference window, 12
@@ -46,13 +49,18 @@ pub struct MakeCheckpointArgs {
 }
 
 pub fn run(args: MakeCheckpointArgs) -> anyhow::Result<()> {
-    let mut spec = SyntheticSpec::preset(&args.preset)
-        .ok_or_else(|| anyhow::anyhow!("unknown preset `{}`: tiny, small or 7b", args.preset))?;
+    let mut spec = SyntheticSpec::preset(&args.preset).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown preset `{}`: one of {}",
+            args.preset,
+            SyntheticSpec::PRESETS.join(", ")
+        )
+    })?;
     let device = parse_device(&args.device)?;
     if let Some(h) = args.hidden_size {
         spec.hidden_size = h;
     }
-    if let Some(l) = args.layers {
+    if let Some(l) = args.llm_layers {
         spec.num_layers = l;
     }
     if let Some(i) = args.intermediate_size {
