@@ -25,9 +25,10 @@ use crate::node::error::NodeError;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a goal's result is awaited (a chunk lasts seconds; a preempted goal ends at once).
 const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often answers are collected while requests are outstanding, and the controller looked
-/// for while a hold waits for it.
-const POLL: Duration = Duration::from_millis(5);
+/// How often answers are collected while requests are outstanding (results are nearly always
+/// outstanding while the arm moves), and the controller looked for while a hold waits for it.
+/// Nothing waits on these answers: a hold's cancel and goal are written at once.
+const POLL: Duration = Duration::from_millis(20);
 /// Every how many rejected (or undelivered) goals a warning is logged.
 const LOG_EVERY: u64 = 100;
 /// Requests followed up at most at once (goals, results, cancels each); older ones beyond that
@@ -102,14 +103,10 @@ impl Link<'_> {
     /// Whether goals can reach the controller now (looked up again while it is not known).
     fn controller_ready(&mut self) -> bool {
         if !self.ready.load(Ordering::Acquire) && self.probe.is_ready() {
-            tracing::info!("trajectory controller {} discovered", self.client_name());
+            tracing::info!("trajectory controller {} discovered", self.client.name());
             self.ready.store(true, Ordering::Release);
         }
         self.ready.load(Ordering::Acquire)
-    }
-
-    fn client_name(&self) -> &str {
-        self.client.name()
     }
 
     fn outstanding(&self) -> bool {
@@ -121,14 +118,14 @@ impl Link<'_> {
             if out.hold {
                 tracing::error!(
                     "trajectory controller {} not discovered: the hold is sent when it appears",
-                    self.client_name()
+                    self.client.name()
                 );
                 self.waiting_hold = Some(out.trajectory);
             } else {
                 if self.undelivered.is_multiple_of(LOG_EVERY) {
                     tracing::warn!(
                         "trajectory controller {} not discovered: trajectory dropped ({} so far)",
-                        self.client_name(),
+                        self.client.name(),
                         self.undelivered + 1
                     );
                 }
