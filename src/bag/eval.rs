@@ -90,6 +90,10 @@ pub struct EvalBagArgs {
     /// Stop each episode after this many camera frames.
     #[arg(long)]
     pub max_frames: Option<usize>,
+    /// Camera images declaring more pixels are skipped without decoding (counted as bad images).
+    #[arg(long, default_value_t = crate::runtime::preprocess::DEFAULT_MAX_PIXELS,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub max_image_pixels: u64,
     /// Output directory (report.json, plots/, predictions/).
     #[arg(long, short, default_value = "eval_bag_out")]
     pub out: PathBuf,
@@ -156,6 +160,7 @@ impl EvalBagArgs {
             latency,
             instruction: self.instruction.clone(),
             max_frames: self.max_frames,
+            max_image_pixels: self.max_image_pixels,
         })
     }
 

@@ -117,7 +117,7 @@ impl LamScorer {
                 break;
             }
             let msg = item?;
-            match kind.decode_rgb(&msg) {
+            match kind.decode_rgb(&msg, crate::runtime::preprocess::DEFAULT_MAX_PIXELS) {
                 Ok(rgb) => labels.extend(shifted(labeler.push(rgb)?, start)),
                 Err(e) => {
                     tracing::warn!("LAM labeling, frame {frame}: {e}");

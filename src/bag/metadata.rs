@@ -147,6 +147,9 @@ fn stays_inside(relative: &Path) -> bool {
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
+/// Largest `metadata.yaml` read (a bag of thousands of topics and files is a few hundred kB).
+pub const MAX_METADATA_BYTES: u64 = 16 << 20;
+
 /// Refuses anything but a regular file (after following symlinks) before it is opened: a FIFO
 /// or device named like a bag file would block the reader forever or never end.
 pub(crate) fn require_regular_file(path: &Path) -> Result<(), BagError> {
@@ -166,6 +169,13 @@ impl BagMetadata {
     pub fn load(dir: &Path) -> Result<Self, BagError> {
         let path = dir.join(METADATA_FILE);
         require_regular_file(&path)?;
+        let size = std::fs::metadata(&path).map_err(|e| BagError::io(&path, e))?.len();
+        if size > MAX_METADATA_BYTES {
+            return Err(BagError::Metadata {
+                path,
+                why: format!("{size} bytes; a rosbag2 metadata file is at most {MAX_METADATA_BYTES} bytes here"),
+            });
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| BagError::io(&path, e))?;
         Self::parse(dir, &path, &text)
     }

@@ -7,10 +7,13 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mcap::sans_io::indexed_reader::{IndexedReadEvent, IndexedReader, IndexedReaderOptions, ReadOrder};
-use mcap::sans_io::summary_reader::{SummaryReadEvent, SummaryReader};
+use mcap::sans_io::summary_reader::{SummaryReadEvent, SummaryReader, SummaryReaderOptions};
+use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags};
 
 use super::metadata::{require_regular_file, BagMetadata, StorageKind, METADATA_FILE};
@@ -20,6 +23,15 @@ use super::BagError;
 pub const CDR_FORMAT: &str = "cdr";
 /// Upper bound on reads issued for one MCAP summary (guards against a looping reader).
 const MAX_SUMMARY_READS: usize = 1 << 20;
+/// Largest MCAP record, chunk (compressed or decompressed) and sqlite3 payload read: far above a
+/// camera frame (a 4K rgb8 image is 25 MB), small enough that a corrupted length cannot make the
+/// reader allocate gigabytes.
+pub const MAX_RECORD_BYTES: usize = 128 << 20;
+/// Longest one sqlite3 query may run (the index pass over a long recording takes seconds); a
+/// crafted schema cannot make a query loop past it.
+const SQLITE_QUERY_BUDGET: Duration = Duration::from_secs(20);
+/// Virtual-machine instructions between two looks at the query budget.
+const SQLITE_PROGRESS_OPS: i32 = 100_000;
 
 /// One serialized message as stored in the bag.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,7 +259,9 @@ fn file_topics(storage: StorageKind, path: &Path) -> Result<Vec<TopicInfo>, BagE
                 .collect())
         }
         StorageKind::Sqlite3 => {
-            let conn = open_sqlite(path)?;
+            let db = SqliteFile::open(path)?;
+            db.budget.arm();
+            let conn = &db.conn;
             let sql_err = |source| BagError::Sqlite {
                 path: path.to_path_buf(),
                 source,
@@ -290,16 +304,92 @@ fn open_regular(path: &Path) -> Result<File, BagError> {
     Ok(file)
 }
 
-/// Opens a sqlite3 storage file read-only; sqlite opens by path, so the file type is checked
-/// first (a FIFO named `x.db3` would block sqlite's open forever).
-fn open_sqlite(path: &Path) -> Result<Connection, BagError> {
-    require_regular_file(path)?;
-    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(
-        |source| BagError::Sqlite {
+/// A time budget for each sqlite3 query: [`QueryBudget::arm`] before a query, and sqlite's
+/// progress handler interrupts it once [`SQLITE_QUERY_BUDGET`] has passed.
+struct QueryBudget {
+    epoch: Instant,
+    /// Milliseconds after `epoch` at which the running query is interrupted.
+    deadline_ms: Arc<AtomicU64>,
+}
+
+impl QueryBudget {
+    fn install(conn: &Connection) -> Self {
+        let epoch = Instant::now();
+        let deadline_ms = Arc::new(AtomicU64::new(u64::MAX));
+        let deadline = Arc::clone(&deadline_ms);
+        conn.progress_handler(
+            SQLITE_PROGRESS_OPS,
+            Some(move || epoch.elapsed().as_millis() as u64 > deadline.load(Ordering::Relaxed)),
+        );
+        Self { epoch, deadline_ms }
+    }
+
+    /// Starts the budget of the next query.
+    fn arm(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.deadline_ms
+            .store(now + SQLITE_QUERY_BUDGET.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// An opened sqlite3 storage file with its query budget.
+struct SqliteFile {
+    conn: Connection,
+    budget: QueryBudget,
+}
+
+impl SqliteFile {
+    /// Opens a sqlite3 storage file read-only. sqlite opens by path, so the file type is checked
+    /// first (a FIFO named `x.db3` would block sqlite's open forever). The schema must hold plain
+    /// tables `topics` and `messages` (a view of the same name can run arbitrary queries), values
+    /// are capped at [`MAX_RECORD_BYTES`], and each query runs under a time budget.
+    fn open(path: &Path) -> Result<Self, BagError> {
+        require_regular_file(path)?;
+        let sql_err = |source| BagError::Sqlite {
             path: path.to_path_buf(),
             source,
-        },
-    )
+        };
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(sql_err)?;
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_RECORD_BYTES as i32)
+            .map_err(sql_err)?;
+        // Functions named in the schema (views, triggers, defaults) are not run from this file.
+        conn.pragma_update(None, "trusted_schema", false).map_err(sql_err)?;
+        let budget = QueryBudget::install(&conn);
+        budget.arm();
+        for table in ["topics", "messages"] {
+            let kind: Option<(String, String)> = conn
+                .query_row(
+                    "SELECT type, COALESCE(sql, '') FROM sqlite_master WHERE name = ?1",
+                    [table],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
+                .map_err(|source| corrupt_sqlite(path, source))?;
+            match kind {
+                Some((ty, sql))
+                    if ty == "table" && !sql.trim_start().to_ascii_uppercase().starts_with("CREATE VIRTUAL") => {}
+                Some((ty, _)) => {
+                    return Err(BagError::Corrupt {
+                        path: path.to_path_buf(),
+                        why: format!("sqlite3: `{table}` is a {ty:.16}, not a plain table as rosbag2 writes it"),
+                    })
+                }
+                None => {
+                    return Err(BagError::Corrupt {
+                        path: path.to_path_buf(),
+                        why: format!("sqlite3: no `{table}` table (not a rosbag2 file)"),
+                    })
+                }
+            }
+        }
+        Ok(Self { conn, budget })
+    }
 }
 
 /// Reads the summary section of an MCAP file; a missing footer means the file was cut short.
@@ -308,7 +398,12 @@ fn read_mcap_summary(path: &Path, file: &mut File) -> Result<mcap::Summary, BagE
         path: path.to_path_buf(),
         why,
     };
-    let mut reader = SummaryReader::new();
+    let size = file.metadata().map_err(|e| BagError::io(path, e))?.len();
+    let mut reader = SummaryReader::new_with_options(
+        SummaryReaderOptions::default()
+            .with_file_size(size)
+            .with_record_length_limit(MAX_RECORD_BYTES),
+    );
     let mut reads = 0usize;
     while let Some(event) = reader.next_event() {
         reads += 1;
@@ -433,6 +528,7 @@ impl McapSource {
         }
         let options = IndexedReaderOptions::new()
             .with_order(ReadOrder::LogTime)
+            .with_record_length_limit(MAX_RECORD_BYTES)
             .include_topics(topics.iter().cloned());
         let reader = IndexedReader::new_with_options(&summary, options).map_err(|source| BagError::Mcap {
             path: path.to_path_buf(),
@@ -491,19 +587,21 @@ impl McapSource {
 /// One sqlite3 file: an index pass over (id, topic, timestamp), then payloads by row id.
 struct SqliteSource {
     path: PathBuf,
-    conn: Connection,
+    db: SqliteFile,
     topics: HashMap<i64, (Arc<str>, Arc<str>)>,
     order: VecDeque<(i64, i64, i64)>,
 }
 
 impl SqliteSource {
     fn open(path: &Path, wanted: &[String]) -> Result<Self, BagError> {
-        let conn = open_sqlite(path)?;
+        let db = SqliteFile::open(path)?;
+        let conn = &db.conn;
         let sql_err = |source| BagError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
         let mut topics = HashMap::new();
+        db.budget.arm();
         {
             let mut stmt = conn.prepare("SELECT id, name, type FROM topics").map_err(sql_err)?;
             let rows = stmt
@@ -525,6 +623,7 @@ impl SqliteSource {
                 "SELECT id, topic_id, timestamp FROM messages WHERE topic_id IN ({}) ORDER BY timestamp, id",
                 ids.join(",")
             );
+            db.budget.arm();
             let mut stmt = conn.prepare(&sql).map_err(sql_err)?;
             let rows = stmt
                 .query_map([], |r| {
@@ -537,7 +636,7 @@ impl SqliteSource {
         }
         Ok(Self {
             path: path.to_path_buf(),
-            conn,
+            db,
             topics,
             order,
         })
@@ -550,7 +649,9 @@ impl SqliteSource {
         let Some((topic, ty)) = self.topics.get(&topic_id) else {
             return Ok(None);
         };
+        self.db.budget.arm();
         let data: Vec<u8> = self
+            .db
             .conn
             .prepare_cached("SELECT data FROM messages WHERE id = ?1")
             .and_then(|mut s| s.query_row([id], |r| r.get(0)))

@@ -200,6 +200,8 @@ pub struct ReplayConfig {
     pub instruction: Option<String>,
     /// Stop after this many camera frames per episode.
     pub max_frames: Option<usize>,
+    /// Camera images declaring more pixels are skipped undecoded (counted as bad images).
+    pub max_image_pixels: u64,
 }
 
 impl Default for ReplayConfig {
@@ -211,6 +213,7 @@ impl Default for ReplayConfig {
             latency: Latency::None,
             instruction: None,
             max_frames: None,
+            max_image_pixels: crate::runtime::preprocess::DEFAULT_MAX_PIXELS,
         }
     }
 }
@@ -508,7 +511,7 @@ pub fn replay_bag(
                 },
                 CommandAlignment::Next | CommandAlignment::Nearest => None,
             };
-            let rgb = match camera_kind.decode_rgb(&msg) {
+            let rgb = match camera_kind.decode_rgb(&msg, config.max_image_pixels) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!("frame {frame}: {e}");

@@ -251,6 +251,8 @@ pub struct CommonConfig {
     pub on_fault: FaultPolicy,
     /// An inference running longer than this is a fault (zero: no limit).
     pub inference_timeout: Duration,
+    /// Camera images declaring more pixels are refused before decoding (`max_image_pixels`).
+    pub max_image_pixels: u64,
     /// How long the action server keeps an ended goal's result for `get_result` (rcl_action's
     /// `result_timeout`).
     pub result_timeout: Duration,
@@ -263,6 +265,21 @@ pub enum FaultPolicy {
     Recover,
     /// Exit with a non-zero status (a launch file's `respawn` or an operator restarts it).
     Exit,
+}
+
+/// Largest `max_image_pixels` accepted: 1 GP (a 3 GB RGB buffer).
+const MAX_IMAGE_PIXELS_LIMIT: i64 = 1_000_000_000;
+
+/// `max_image_pixels`: positive, at most [`MAX_IMAGE_PIXELS_LIMIT`].
+fn read_max_image_pixels(r: &mut ParamReader) -> Result<u64, NodeError> {
+    let default = crate::runtime::preprocess::DEFAULT_MAX_PIXELS as i64;
+    let v = r.i64("max_image_pixels", default)?;
+    if !(1..=MAX_IMAGE_PIXELS_LIMIT).contains(&v) {
+        return Err(NodeError::config(format!(
+            "'max_image_pixels' must be within [1, {MAX_IMAGE_PIXELS_LIMIT}], got {v}"
+        )));
+    }
+    Ok(v as u64)
 }
 
 impl CommonConfig {
@@ -341,6 +358,7 @@ impl CommonConfig {
                 }
             },
             inference_timeout: r.seconds("inference_timeout_s", 30.0, MAX_TIMEOUT_S, true)?,
+            max_image_pixels: read_max_image_pixels(r)?,
             result_timeout: r.seconds(
                 "result_timeout_s",
                 crate::ros::action::DEFAULT_RESULT_TIMEOUT.as_secs_f64(),
@@ -871,6 +889,9 @@ mod tests {
             ("estop_heartbeat_timeout_s", "1e20"),
             ("inference_timeout_s", "1e20"),
             ("result_timeout_s", "1e20"),
+            ("max_image_pixels", "0"),
+            ("max_image_pixels", "-1"),
+            ("max_image_pixels", "2000000000"),
         ] {
             let setting = format!("{name}:={value}");
             let e = arm(&["-p", "joint_names:=[a]", "-p", &setting])

@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 
 use crate::node::control::core::clip;
 use crate::ros::msgs::sensor_msgs::{CompressedImage, Image, JointState};
+use crate::runtime::preprocess::header::check_pixels;
 use crate::runtime::preprocess::{PixelEncoding, RgbImage};
 
 /// A camera message as it arrived (decoded on the worker thread, not on the control loop).
@@ -15,18 +16,25 @@ pub enum CameraFrame {
 }
 
 impl CameraFrame {
-    /// Validates and converts the frame to RGB8; the error says what is wrong with it.
-    pub fn decode(&self) -> Result<RgbImage, String> {
+    /// Validates and converts the frame to RGB8, refusing images of more than `max_pixels`
+    /// before anything is decoded; the error says what is wrong with the frame.
+    pub fn decode(&self, max_pixels: u64) -> Result<RgbImage, String> {
         match self {
             CameraFrame::Decoded(img) => Ok(img.clone()),
-            CameraFrame::Compressed(c) => {
-                RgbImage::decode(&c.data).map_err(|e| format!("compressed image ('{}'): {e}", c.format))
-            }
+            CameraFrame::Compressed(c) => RgbImage::decode_limited(&c.data, max_pixels)
+                .map_err(|e| format!("compressed image ('{}'): {e}", clip(&c.format, NAME_CHARS))),
             CameraFrame::Raw(m) => {
-                let what = format!("image {}x{} '{}' step {}", m.width, m.height, m.encoding, m.step);
+                let what = format!(
+                    "image {}x{} '{}' step {}",
+                    m.width,
+                    m.height,
+                    clip(&m.encoding, NAME_CHARS),
+                    m.step
+                );
                 if m.width == 0 || m.height == 0 {
                     return Err(format!("{what}: empty"));
                 }
+                check_pixels(m.width, m.height, max_pixels).map_err(|e| format!("{what}: {e}"))?;
                 let enc = PixelEncoding::from_ros(&m.encoding).map_err(|e| format!("{what}: {e}"))?;
                 let row = m.width as usize * enc.bytes_per_pixel();
                 if (m.step as usize) < row {
@@ -166,26 +174,49 @@ mod tests {
         })
     }
 
+    const MAX: u64 = crate::runtime::preprocess::DEFAULT_MAX_PIXELS;
+
     #[test]
     fn raw_images_are_validated() {
-        assert_eq!(image("rgb8", 4, 2, 12, 24).decode().unwrap().width(), 4);
+        assert_eq!(image("rgb8", 4, 2, 12, 24).decode(MAX).unwrap().width(), 4);
         // Padded rows are fine.
-        assert_eq!(image("bgr8", 4, 2, 16, 32).decode().unwrap().height(), 2);
-        let e = image("rgb16", 4, 2, 24, 48).decode().unwrap_err();
+        assert_eq!(image("bgr8", 4, 2, 16, 32).decode(MAX).unwrap().height(), 2);
+        let e = image("rgb16", 4, 2, 24, 48).decode(MAX).unwrap_err();
         assert!(e.contains("rgb16"), "{e}");
-        let e = image("rgb8", 4, 2, 12, 20).decode().unwrap_err();
+        let e = image("rgb8", 4, 2, 12, 20).decode(MAX).unwrap_err();
         assert!(e.contains("truncated"), "{e}");
-        let e = image("rgb8", 4, 2, 8, 24).decode().unwrap_err();
+        let e = image("rgb8", 4, 2, 8, 24).decode(MAX).unwrap_err();
         assert!(e.contains("step"), "{e}");
-        let e = image("rgb8", 0, 2, 0, 0).decode().unwrap_err();
+        let e = image("rgb8", 0, 2, 0, 0).decode(MAX).unwrap_err();
         assert!(e.contains("empty"), "{e}");
-        assert!(image("yuv422", 4, 2, 8, 16).decode().is_ok());
+        assert!(image("yuv422", 4, 2, 8, 16).decode(MAX).is_ok());
         let bad = CameraFrame::Compressed(CompressedImage {
             format: "jpeg".into(),
             data: vec![1, 2, 3],
             ..Default::default()
         });
-        assert!(bad.decode().unwrap_err().contains("jpeg"));
+        assert!(bad.decode(MAX).unwrap_err().contains("jpeg"));
+    }
+
+    #[test]
+    fn images_over_the_pixel_limit_are_refused_undecoded() {
+        // A raw frame declaring 100 MP (its buffer would not even hold one row).
+        let e = image("rgb8", 10_000, 10_000, 30_000, 16).decode(MAX).unwrap_err();
+        assert!(e.contains("exceeds the limit"), "{e}");
+        assert!(image("rgb8", 4, 2, 12, 24).decode(7).unwrap_err().contains("exceeds"));
+        // A PNG whose header declares 32768x32768: refused from the header alone.
+        let mut png = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 13];
+        png.extend(b"IHDR");
+        png.extend(32768u32.to_be_bytes());
+        png.extend(32768u32.to_be_bytes());
+        png.extend([8, 2, 0, 0, 0, 0, 0, 0, 0]);
+        let huge = CameraFrame::Compressed(CompressedImage {
+            format: format!("png{}", "x".repeat(100_000)),
+            data: png,
+            ..Default::default()
+        });
+        let e = huge.decode(MAX).unwrap_err();
+        assert!(e.contains("32768x32768") && e.len() < 500, "{e}");
     }
 
     #[test]

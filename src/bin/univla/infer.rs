@@ -32,6 +32,10 @@ pub struct InferArgs {
     /// Print one JSON array with an object per step instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Images declaring more pixels are refused before decoding.
+    #[arg(long, default_value_t = univla_ros::runtime::preprocess::DEFAULT_MAX_PIXELS,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub max_image_pixels: u64,
 }
 
 pub fn run(args: InferArgs) -> anyhow::Result<()> {
@@ -57,7 +61,9 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     let images = args
         .images
         .iter()
-        .map(|p| RgbImage::load(p).with_context(|| format!("reading image {}", p.display())))
+        .map(|p| {
+            RgbImage::load_limited(p, args.max_image_pixels).with_context(|| format!("reading image {}", p.display()))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut opts = args.policy.options()?;
     if args.open_loop {

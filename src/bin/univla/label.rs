@@ -26,7 +26,7 @@ pub fn run(args: LabelCmd) -> anyhow::Result<()> {
     let reader = BagReader::open(bag)?;
     let kind = CameraKind::of_topic(&args.camera, &reader.require_topic(&args.camera)?.type_name)?;
     let frames = reader.messages(&[args.camera.as_str()])?.map(|msg| {
-        msg.and_then(|m| kind.decode_rgb(&m))
+        msg.and_then(|m| kind.decode_rgb(&m, univla_ros::runtime::preprocess::DEFAULT_MAX_PIXELS))
             .map_err(|e| LamError::Input(e.to_string()))
     });
     let report = run_label_frames(&args.lam, frames)?;

@@ -41,12 +41,13 @@ enum Command {
     MakeCheckpoint(make_checkpoint::MakeCheckpointArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; an error is printed on one line, its causes joined by `: `.
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Infer(args) => infer::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
@@ -55,5 +56,12 @@ fn main() -> anyhow::Result<()> {
         Command::BenchBag(args) => eval_bag::run_bench(args),
         Command::SyntheticRobot(args) => synthetic_robot::run(args),
         Command::Label(args) => label::run(*args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

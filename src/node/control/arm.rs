@@ -78,6 +78,8 @@ pub struct ArmSettings {
     pub preview: bool,
     /// An inference running longer than this is a fault (zero: no limit).
     pub inference_timeout: Duration,
+    /// Largest camera image decoded, in pixels (`max_image_pixels`).
+    pub max_image_pixels: u64,
 }
 
 struct Goal {
@@ -526,6 +528,7 @@ impl ArmCore {
             proprio,
             step,
             preview: self.s.preview,
+            max_image_pixels: self.s.max_image_pixels,
             received,
             worker_wait: self.worker_free.saturating_duration_since(received),
         };

@@ -26,6 +26,7 @@ fn settings(kind: ArmKind, dim: usize) -> ArmSettings {
         default_ensemble: 2,
         preview: false,
         inference_timeout: Duration::from_secs(5),
+        max_image_pixels: crate::runtime::preprocess::DEFAULT_MAX_PIXELS,
     }
 }
 

@@ -74,6 +74,8 @@ pub struct NavSettings {
     pub preview: bool,
     /// An inference running longer than this is a fault (zero: no limit).
     pub inference_timeout: Duration,
+    /// Largest camera image decoded, in pixels (`max_image_pixels`).
+    pub max_image_pixels: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -252,6 +254,7 @@ impl NavCore {
             proprio: None,
             step: 0,
             preview: self.s.preview,
+            max_image_pixels: self.s.max_image_pixels,
             received,
             worker_wait: self.worker_free.saturating_duration_since(received),
         };

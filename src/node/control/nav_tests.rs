@@ -42,6 +42,7 @@ fn core(script: Vec<NavAction>) -> NavCore {
         max_decisions: 0,
         preview: false,
         inference_timeout: Duration::from_secs(5),
+        max_image_pixels: crate::runtime::preprocess::DEFAULT_MAX_PIXELS,
     };
     NavCore::new(s, InferenceWorker::spawn(Script(script, 0)).unwrap())
 }

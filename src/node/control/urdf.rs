@@ -138,6 +138,11 @@ pub struct UrdfChain {
     joints: Vec<ChainJoint>,
 }
 
+/// Largest URDF file read (robot descriptions with inline meshes stay well below).
+const MAX_URDF_BYTES: u64 = 64 << 20;
+/// Most XML nodes parsed, entity expansions included.
+const MAX_URDF_NODES: u32 = 4_000_000;
+
 /// The tree structure of one `<joint>` before its kinematics are read.
 struct RawJoint<'a, 'i> {
     node: roxmltree::Node<'a, 'i>,
@@ -148,10 +153,18 @@ struct RawJoint<'a, 'i> {
 impl UrdfChain {
     /// Reads the chain `base` → `tip` from a URDF file.
     pub fn from_file(path: &Path, base: &str, tip: &str) -> Result<Self, UrdfError> {
-        let xml = std::fs::read_to_string(path).map_err(|source| UrdfError::Read {
+        let read_err = |source| UrdfError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        if !meta.is_file() || meta.len() > MAX_URDF_BYTES {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not a regular file of at most {MAX_URDF_BYTES} bytes"),
+            )));
+        }
+        let xml = std::fs::read_to_string(path).map_err(read_err)?;
         Self::parse(&xml, &path.display().to_string(), base, tip)
     }
 
@@ -164,6 +177,7 @@ impl UrdfChain {
     fn parse(xml: &str, file: &str, base: &str, tip: &str) -> Result<Self, UrdfError> {
         let opts = roxmltree::ParsingOptions {
             allow_dtd: true,
+            nodes_limit: MAX_URDF_NODES,
             ..Default::default()
         };
         let doc = roxmltree::Document::parse_with_options(xml, opts).map_err(|source| UrdfError::Xml {

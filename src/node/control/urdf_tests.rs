@@ -454,3 +454,23 @@ fn arm6_asset_chain_and_poses() {
         .to_string()
         .contains("arm6.urdf"));
 }
+
+#[test]
+fn entity_bombs_and_non_files_are_refused() {
+    // Nested entities: 10^8 expansions if nothing stops them.
+    let mut dtd = String::from("<!ENTITY a \"aaaaaaaaaa\">");
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    for w in names.windows(2) {
+        dtd.push_str(&format!("<!ENTITY {} \"{}\">", w[1], format!("&{};", w[0]).repeat(10)));
+    }
+    let xml =
+        format!("<?xml version=\"1.0\"?><!DOCTYPE r [{dtd}]><robot name=\"r\"><link name=\"a\">&h;</link></robot>");
+    let t0 = std::time::Instant::now();
+    let e = err(&xml, "a", "a");
+    assert!(e.contains("XML"), "{e}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{:?}", t0.elapsed());
+    // A directory (or FIFO) given as the URDF path is refused before it is read.
+    let dir = tempfile::tempdir().unwrap();
+    let e = UrdfChain::from_file(dir.path(), "a", "a").unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+}

@@ -204,6 +204,7 @@ fn settings(cfg: &ArmConfig, info: &ros_io::ModelInfo) -> ArmSettings {
         default_ensemble: info.temporal_size,
         preview: c.publish_monitoring,
         inference_timeout: c.inference_timeout,
+        max_image_pixels: c.max_image_pixels,
     }
 }
 

@@ -80,6 +80,7 @@ pub fn run_nav_with(
             max_decisions: cfg.max_decisions,
             preview: c.publish_monitoring,
             inference_timeout: c.inference_timeout,
+            max_image_pixels: c.max_image_pixels,
         },
         worker,
     );

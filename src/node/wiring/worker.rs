@@ -69,6 +69,8 @@ pub struct Job {
     /// Control step of the frame.
     pub step: u64,
     pub preview: bool,
+    /// Images declaring more pixels are refused undecoded.
+    pub max_image_pixels: u64,
     /// Wall-clock arrival of the frame and how long it waited for the worker (overhead trace).
     pub received: Instant,
     pub worker_wait: Duration,
@@ -184,7 +186,7 @@ impl InferenceWorker {
                         epoch = Some(job.epoch);
                     }
                     let mut model = Duration::ZERO;
-                    let decoded_img = job.frame.decode();
+                    let decoded_img = job.frame.decode(job.max_image_pixels);
                     let decoded = Instant::now();
                     let result = match decoded_img {
                         Err(e) => Err(JobError::BadInput(e)),
@@ -414,6 +416,7 @@ pub(crate) mod tests {
             proprio: None,
             step: 3,
             preview: false,
+            max_image_pixels: crate::runtime::preprocess::DEFAULT_MAX_PIXELS,
             received: Instant::now(),
             worker_wait: Duration::ZERO,
         }

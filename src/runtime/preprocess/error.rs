@@ -38,6 +38,8 @@ pub enum PreprocessError {
         expected: usize,
         found: usize,
     },
+    #[error("image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels (max_image_pixels)")]
+    TooLarge { width: u32, height: u32, max_pixels: u64 },
     #[error("{encoding} image: width {width} must be even")]
     OddWidth { encoding: String, width: u32 },
     #[error("invalid argument: {0}")]

@@ -11,6 +11,7 @@ use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
 
 use super::error::{PreprocessError, Result};
+use super::header::{self, DEFAULT_MAX_PIXELS};
 #[cfg(not(feature = "opencv"))]
 use super::pure;
 
@@ -202,16 +203,30 @@ impl RgbImage {
         pure::yuv422_to_rgb(width, height, layout, packed)
     }
 
-    /// Decodes PNG/JPEG (anything OpenCV's imgcodecs reads) bytes to RGB8; without the `opencv`
-    /// feature, PNG and JPEG through the `image` crate ([`super::pure::decode_rgb8`]).
-    #[cfg(not(feature = "opencv"))]
+    /// Decodes PNG/JPEG bytes to RGB8, refusing images over [`DEFAULT_MAX_PIXELS`].
     pub fn decode(bytes: &[u8]) -> Result<Self> {
+        Self::decode_limited(bytes, DEFAULT_MAX_PIXELS)
+    }
+
+    /// Decodes PNG/JPEG bytes to RGB8 after checking the size their header declares against
+    /// `max_pixels` (nothing is inflated for an image that is too large).
+    pub fn decode_limited(bytes: &[u8], max_pixels: u64) -> Result<Self> {
+        header::check_encoded(bytes, max_pixels)?;
+        let img = Self::decode_checked(bytes)?;
+        // A decoder that disagrees with the header must not slip past the limit.
+        header::check_pixels(img.width, img.height, max_pixels)?;
+        Ok(img)
+    }
+
+    /// Without the `opencv` feature: PNG and JPEG through the `image` crate.
+    #[cfg(not(feature = "opencv"))]
+    fn decode_checked(bytes: &[u8]) -> Result<Self> {
         pure::decode_rgb8(bytes)
     }
 
-    /// Decodes PNG/JPEG (anything OpenCV's imgcodecs reads) bytes to RGB8.
+    /// With OpenCV's imgcodecs (as `cv_bridge` decodes compressed images).
     #[cfg(feature = "opencv")]
-    pub fn decode(bytes: &[u8]) -> Result<Self> {
+    fn decode_checked(bytes: &[u8]) -> Result<Self> {
         let buf = Vector::<u8>::from_slice(bytes);
         let bgr = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR)?;
         if bgr.empty() {
@@ -225,14 +240,19 @@ impl RgbImage {
         Self::from_rgb_mat(&rgb)
     }
 
-    /// Reads and decodes an image file.
+    /// Reads and decodes an image file (at most [`DEFAULT_MAX_PIXELS`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_limited(path, DEFAULT_MAX_PIXELS)
+    }
+
+    /// Reads and decodes an image file of at most `max_pixels` pixels.
+    pub fn load_limited(path: impl AsRef<Path>, max_pixels: u64) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| PreprocessError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::decode(&bytes).map_err(|e| match e {
+        Self::decode_limited(&bytes, max_pixels).map_err(|e| match e {
             PreprocessError::Decode(reason) => PreprocessError::Decode(format!("{}: {reason}", path.display())),
             other => other,
         })

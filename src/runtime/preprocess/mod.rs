@@ -2,6 +2,7 @@
 //! ("resize-naive": PIL bicubic resize to 224×224, centre crop, `/255`, per-backbone normalise;
 //! DINOv2 channels 0–2, SigLIP 3–5), plus a fast OpenCV resize and the LIBERO/Bridge TF centre crop.
 mod error;
+pub mod header;
 mod image;
 pub mod pil_resize;
 pub mod pure;
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use tch::{Kind, Tensor};
 
 pub use error::{PreprocessError, Result};
+pub use header::DEFAULT_MAX_PIXELS;
 pub use image::{PixelEncoding, RgbImage};
 pub use tf_crop::{center_crop_and_resize, CENTER_CROP_AREA, CENTER_CROP_SIZE};
 

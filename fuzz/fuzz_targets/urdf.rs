@@ -1,0 +1,7 @@
+//! Fuzz target `urdf`: see `harness::urdf`.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::urdf(data));
