@@ -56,7 +56,7 @@ ckpt eos_outside 'config.json|text_config.eos_token_id|1000000000'
 ckpt hidden_indivisible 'config.json|text_config.hidden_size|33'
 ckpt image_mean_short 'preprocessor_config.json|image_mean|[0.5]'
 
-"$py" - "$work" <<'EOF'
+"$py" - "$work" "$image" <<'EOF'
 import struct, sys, zlib, pathlib
 out = pathlib.Path(sys.argv[1])
 def chunk(kind, data):
@@ -73,7 +73,8 @@ png += chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
 # A JPEG whose frame header declares 65535x65535.
 sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, 65535, 65535, 1) + b"\x01\x11\x00"
 (out / "huge.jpg").write_bytes(b"\xff\xd8" + sof + b"\xff\xd9")
-(out / "truncated.png").write_bytes(png[:40])
+normal = pathlib.Path(sys.argv[2]).read_bytes()
+(out / "truncated.png").write_bytes(normal[: len(normal) // 2])
 (out / "not_an_image.png").write_bytes(b"GIF89a" + b"\0" * 64)
 EOF
 
@@ -151,9 +152,9 @@ run() {
     RUST_BACKTRACE=0 RUST_LOG=error timeout 30 "${netns[@]}" /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$err"
     code=$?
     set -e
-    read -r secs kib <"$work/time" || { secs=99; kib=0; }
+    read -r secs kib < <(tail -n 1 "$work/time") || { secs=99; kib=0; }
     mib=$((kib / 1024))
-    msg=$(grep -v '^\s*$' "$err" | head -n 1 | cut -c1-110)
+    msg=$(grep -v '^\s*$' "$err" | head -n 1 | cut -c1-110 || true)
     lines=$(grep -cv '^\s*$' "$err" || true)
     printf '%-40s %5s %8s %10s  %s\n' "$name" "$code" "$secs" "$mib" "$msg"
     if [ "$name" = "normal infer" ]; then
