@@ -17,8 +17,11 @@ use univla_ros::ros::msgs::to_cdr;
 use univla_ros::ros::msgs::trajectory_msgs::{JointTrajectory, JointTrajectoryPoint};
 use univla_ros::ros::msgs::univla_msgs::ExecuteGoal;
 
+/// The harness function a fuzz target runs on one input.
+type Harness = fn(&[u8]);
+
 /// Each target with the harness function it fuzzes.
-const TARGETS: [(&str, fn(&[u8])); 6] = [
+const TARGETS: [(&str, Harness); 6] = [
     ("cdr_messages", harness::cdr_messages),
     ("image_decode", harness::image_decode),
     ("mcap_file", harness::mcap_file),
