@@ -267,7 +267,15 @@ impl ActionHead {
             HeadKind::R2r if visual_pool.is_some() => (vb.pp("proj"), NAV_ACTION_DIM, 2 * embed),
             HeadKind::R2r => (vb.pp("proj"), NAV_ACTION_DIM, embed),
         };
-        let rows = proj_vb.require_shape("weight")?[0];
+        let rows = match proj_vb.require_shape("weight")?.as_slice() {
+            [rows, _] => *rows,
+            other => {
+                return Err(ModelError::Config(format!(
+                    "{} has shape {other:?}, expected [rows, width]",
+                    proj_vb.path("weight")
+                )))
+            }
+        };
         let (window, action_dim) = chunk_shape(rows, config, default_dim).map_err(|why| {
             config.error(
                 &proj_vb.path("weight"),

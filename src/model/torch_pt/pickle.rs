@@ -46,8 +46,9 @@ impl Default for Limits {
     }
 }
 
-/// Arena bytes allowed per input byte. A `torch.save` pickle needs about 10 (a tensor entry of
-/// ~80 pickle bytes becomes ~8 nodes); 32 leaves room without letting input amplify much.
+/// Arena bytes allowed per input byte. A `torch.save` state dict needs about 13 by estimate (a
+/// tensor entry of ~110 pickle bytes becomes ~10 nodes of ~100 bytes plus their text and
+/// items); 32 leaves room without letting input amplify much.
 pub const BYTES_PER_INPUT_BYTE: usize = 32;
 /// Most keys [`Pickle::dict_keys`] lists.
 pub const MAX_LISTED_KEYS: usize = 32;
