@@ -137,7 +137,14 @@ fn corrupted_action_decoder_config_fields_are_named() {
 
 /// Writes `original` with `edit` applied to `path`, runs `univla infer` on `dir` and checks that
 /// it fails with an error naming `file` and `field`.
-fn edited_fails(dir: &Path, path: &Path, original: &serde_json::Value, file: &str, field: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+fn edited_fails(
+    dir: &Path,
+    path: &Path,
+    original: &serde_json::Value,
+    file: &str,
+    field: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
     let mut cfg = original.clone();
     edit(&mut cfg);
     std::fs::write(path, cfg.to_string()).unwrap();
@@ -186,19 +193,49 @@ fn corrupted_preprocessor_config_fields_are_named() {
         }
     };
     let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-        ("tvf_normalize_params[0].std", Box::new(|c| c["tvf_normalize_params"][0]["std"][1] = json!(-0.5))),
-        ("tvf_normalize_params[1].std", Box::new(|c| c["tvf_normalize_params"][1]["std"][0] = json!(0.0))),
-        ("tvf_normalize_params[0].mean", Box::new(|c| c["tvf_normalize_params"][0]["mean"][2] = json!(1e39))),
-        ("tvf_normalize_params[1].mean", Box::new(|c| c["tvf_normalize_params"][1]["mean"] = json!([0.5, 0.5]))),
-        ("tvf_resize_params[0].size", Box::new(move |c| both(c, "tvf_resize_params", "size", json!([0, 0])))),
-        ("tvf_resize_params[0].size", Box::new(move |c| both(c, "tvf_resize_params", "size", json!([100_000, 100_000])))),
-        ("tvf_resize_params[0].size", Box::new(move |c| both(c, "tvf_resize_params", "size", json!([112, 112])))),
-        ("tvf_crop_params[0].output_size", Box::new(move |c| both(c, "tvf_crop_params", "output_size", json!([0, 224])))),
-        ("tvf_crop_params", Box::new(move |c| {
-            both(c, "tvf_resize_params", "size", json!([448, 448]));
-            both(c, "tvf_crop_params", "output_size", json!([448, 448]));
-        })),
-        ("image_resize_strategy", Box::new(|c| c["image_resize_strategy"] = json!("stretch"))),
+        (
+            "tvf_normalize_params[0].std",
+            Box::new(|c| c["tvf_normalize_params"][0]["std"][1] = json!(-0.5)),
+        ),
+        (
+            "tvf_normalize_params[1].std",
+            Box::new(|c| c["tvf_normalize_params"][1]["std"][0] = json!(0.0)),
+        ),
+        (
+            "tvf_normalize_params[0].mean",
+            Box::new(|c| c["tvf_normalize_params"][0]["mean"][2] = json!(1e39)),
+        ),
+        (
+            "tvf_normalize_params[1].mean",
+            Box::new(|c| c["tvf_normalize_params"][1]["mean"] = json!([0.5, 0.5])),
+        ),
+        (
+            "tvf_resize_params[0].size",
+            Box::new(move |c| both(c, "tvf_resize_params", "size", json!([0, 0]))),
+        ),
+        (
+            "tvf_resize_params[0].size",
+            Box::new(move |c| both(c, "tvf_resize_params", "size", json!([100_000, 100_000]))),
+        ),
+        (
+            "tvf_resize_params[0].size",
+            Box::new(move |c| both(c, "tvf_resize_params", "size", json!([112, 112]))),
+        ),
+        (
+            "tvf_crop_params[0].output_size",
+            Box::new(move |c| both(c, "tvf_crop_params", "output_size", json!([0, 224]))),
+        ),
+        (
+            "tvf_crop_params",
+            Box::new(move |c| {
+                both(c, "tvf_resize_params", "size", json!([448, 448]));
+                both(c, "tvf_crop_params", "output_size", json!([448, 448]));
+            }),
+        ),
+        (
+            "image_resize_strategy",
+            Box::new(|c| c["image_resize_strategy"] = json!("stretch")),
+        ),
     ];
     for (field, edit) in cases {
         edited_fails(tmp.path(), &path, &original, file, field, edit);
@@ -224,7 +261,10 @@ fn action_decoder_config_that_does_not_fit_the_weights_is_named() {
     let cases: Vec<(&str, Vec<(&str, serde_json::Value)>)> = vec![
         ("action_dim", vec![("action_dim", json!(5))]),
         ("window_size", vec![("window_size", json!(5))]),
-        ("action_dim", vec![("window_size", json!(1i64 << 62)), ("action_dim", json!(4))]),
+        (
+            "action_dim",
+            vec![("window_size", json!(1i64 << 62)), ("action_dim", json!(4))],
+        ),
         ("temporal_size", vec![("temporal_size", json!(20))]),
         ("n_heads", vec![("n_heads", json!(5))]),
     ];

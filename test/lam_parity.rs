@@ -180,7 +180,11 @@ fn ckpt_with_hyper_parameter(dir: &Path, key: &str, value: u8) -> PathBuf {
             let mut needle = vec![b'X'];
             needle.extend((key.len() as u32).to_le_bytes());
             needle.extend(key.as_bytes());
-            let mut at = bytes.windows(needle.len()).position(|w| w == needle.as_slice()).unwrap() + needle.len();
+            let mut at = bytes
+                .windows(needle.len())
+                .position(|w| w == needle.as_slice())
+                .unwrap()
+                + needle.len();
             at += match bytes[at] {
                 b'q' => 2,
                 b'r' => 5,
@@ -199,7 +203,12 @@ fn ckpt_with_hyper_parameter(dir: &Path, key: &str, value: u8) -> PathBuf {
 #[test]
 fn inconsistent_hyper_parameters_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let load = |path: &Path, cfg: &LamConfig| checkpoint::load_model(path, cfg, Device::Cpu).err().unwrap().to_string();
+    let load = |path: &Path, cfg: &LamConfig| {
+        checkpoint::load_model(path, cfg, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string()
+    };
     let default = LamConfig::default();
     for (key, value, expected) in [
         ("lam_num_heads", 5, "lam_num_heads 5 does not divide lam_model_dim 32"),
@@ -212,7 +221,10 @@ fn inconsistent_hyper_parameters_are_named() {
     ] {
         let path = ckpt_with_hyper_parameter(dir.path(), key, value);
         let e = load(&path, &default);
-        assert!(e.contains(expected) && e.contains(&format!("{key}-{value}.ckpt")), "{key} = {value}: {e}");
+        assert!(
+            e.contains(expected) && e.contains(&format!("{key}-{value}.ckpt")),
+            "{key} = {value}: {e}"
+        );
     }
     // A head count given explicitly must agree with the recorded one.
     let e = load(
@@ -222,7 +234,10 @@ fn inconsistent_hyper_parameters_are_named() {
             ..LamConfig::default()
         },
     );
-    assert!(e.contains("hyper_parameters.lam_num_heads is 4") && e.contains('2'), "{e}");
+    assert!(
+        e.contains("hyper_parameters.lam_num_heads is 4") && e.contains('2'),
+        "{e}"
+    );
     // The same counts given explicitly are fine.
     checkpoint::load_model(&data("lam-ckpt/lam_tiny.ckpt"), &fixture_config(), Device::Cpu).unwrap();
 }

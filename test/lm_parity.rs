@@ -87,7 +87,9 @@ fn language_model_matches_reference_greedy() {
                 if tokens.len() == 4 {
                     break;
                 }
-                let h = lm.forward_embeds(&lm.embed(&tok).unwrap(), &rope, &mut cache, None).unwrap();
+                let h = lm
+                    .forward_embeds(&lm.embed(&tok).unwrap(), &rope, &mut cache, None)
+                    .unwrap();
                 logits.push(lm.logits(&h).squeeze_dim(1));
                 states.push(h);
             }

@@ -146,9 +146,7 @@ impl LamHyperParameters {
     /// `cfg` with the head counts it leaves open taken from here; a count given in both must agree.
     pub fn apply(&self, cfg: &LamConfig) -> Result<LamConfig> {
         let merge = |given: Option<i64>, recorded: Option<i64>, key: &str, flag: &str| match (given, recorded) {
-            (Some(g), Some(r)) if g != r => Err(self.error(format!(
-                "{key} is {r}, but {flag} {g} was given"
-            ))),
+            (Some(g), Some(r)) if g != r => Err(self.error(format!("{key} is {r}, but {flag} {g} was given"))),
             (g, r) => Ok(g.or(r)),
         };
         Ok(LamConfig {

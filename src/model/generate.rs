@@ -36,7 +36,11 @@ impl Decoding {
         let size = logits.size();
         let vocab = match size.as_slice() {
             [b, v] if *b > 0 && *v > 0 => *v,
-            _ => return Err(ModelError::Invalid(format!("logits must be [batch, vocab], got {size:?}"))),
+            _ => {
+                return Err(ModelError::Invalid(format!(
+                    "logits must be [batch, vocab], got {size:?}"
+                )))
+            }
         };
         if let Some(id) = eos.iter().find(|id| !(0..vocab).contains(*id)) {
             return Err(ModelError::Invalid(format!(

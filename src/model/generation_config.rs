@@ -73,8 +73,7 @@ impl GenerationConfig {
             path: path.into(),
             source,
         })?;
-        Self::from_json_str(&text, vocab_size)
-            .map_err(|why| ModelError::Config(format!("{}: {why}", path.display())))
+        Self::from_json_str(&text, vocab_size).map_err(|why| ModelError::Config(format!("{}: {why}", path.display())))
     }
 
     /// Parses and checks the JSON text (errors name the field, not the file).
@@ -89,7 +88,9 @@ impl GenerationConfig {
             if (0..vocab_size).contains(&id) {
                 Ok(())
             } else {
-                Err(format!("{field} {id} is outside the vocabulary (vocab_size {vocab_size})"))
+                Err(format!(
+                    "{field} {id} is outside the vocabulary (vocab_size {vocab_size})"
+                ))
             }
         };
         if let Some(id) = self.bos_token_id {
@@ -107,10 +108,7 @@ impl GenerationConfig {
                 in_vocab("eos_token_id", id)?;
             }
         }
-        for (field, value) in [
-            ("max_length", self.max_length),
-            ("max_new_tokens", self.max_new_tokens),
-        ] {
+        for (field, value) in [("max_length", self.max_length), ("max_new_tokens", self.max_new_tokens)] {
             if let Some(v) = value.filter(|&v| v <= 0) {
                 return Err(format!("{field} must be a positive integer, found {v}"));
             }

@@ -64,7 +64,9 @@ impl Rope {
         check_capacity(cfg, max_positions)?;
         let hd = cfg.head_dim();
         if hd <= 0 || hd % 2 != 0 {
-            return Err(super::ModelError::Invalid(format!("rotary tables need an even head dim, got {hd}")));
+            return Err(super::ModelError::Invalid(format!(
+                "rotary tables need an even head dim, got {hd}"
+            )));
         }
         let inv_freq = Tensor::f_arange_start_step(0, hd, 2, (Kind::Int64, device))?
             .f_to_kind(Kind::Float)?

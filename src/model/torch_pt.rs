@@ -185,7 +185,9 @@ fn plan(metas: &[(String, TensorMeta)], budget: &mut Budget) -> std::result::Res
         if !is_whole {
             let bytes = (numel as u64).saturating_mul(elt);
             budget
-                .charge(bytes, || format!("tensor `{name}` ({numel} elements viewing storage {})", m.storage_key))
+                .charge(bytes, || {
+                    format!("tensor `{name}` ({numel} elements viewing storage {})", m.storage_key)
+                })
                 .map_err(PlanError::Budget)?;
         }
     }
@@ -230,10 +232,7 @@ pub fn read_scalars(path: &Path, key: &str) -> Result<Option<Vec<(String, Scalar
         return Ok(None);
     };
     let Some(items) = pickle.as_dict(dict) else {
-        return Err(archive.error(format!(
-            "`{key}` is {}, not a dict",
-            pickle.describe(dict)
-        )));
+        return Err(archive.error(format!("`{key}` is {}, not a dict", pickle.describe(dict))));
     };
     let scalar = |v: Value| match v {
         Value::None => Scalar::None,
@@ -651,7 +650,10 @@ impl Ctx<'_> {
             k => {
                 let s = p.as_str(k).ok_or("storage key is not a string")?;
                 if s.len() > MAX_STORAGE_KEY_BYTES {
-                    return Err(format!("storage key of {} bytes (at most {MAX_STORAGE_KEY_BYTES})", s.len()));
+                    return Err(format!(
+                        "storage key of {} bytes (at most {MAX_STORAGE_KEY_BYTES})",
+                        s.len()
+                    ));
                 }
                 s.to_owned()
             }

@@ -390,7 +390,9 @@ impl UniVla {
                 state.cache.capacity()
             )));
         }
-        let ids = Tensor::f_from_slice(input_ids)?.f_to_device(self.device)?.f_view([1, -1])?;
+        let ids = Tensor::f_from_slice(input_ids)?
+            .f_to_device(self.device)?
+            .f_view([1, -1])?;
         let embeds = Tensor::f_cat(
             &[
                 self.llm.embed(&ids.f_narrow(1, 0, 1)?)?,

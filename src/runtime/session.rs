@@ -182,7 +182,10 @@ impl Policy {
         .with_resize_method(opts.resize);
         let (crop_h, crop_w) = processor.output_size();
         let side = vla.image_size();
-        if i64::from(crop_h) != side || i64::from(crop_w) != side || processor.num_channels() as i64 != vla.image_channels() {
+        if i64::from(crop_h) != side
+            || i64::from(crop_w) != side
+            || processor.num_channels() as i64 != vla.image_channels()
+        {
             return Err(RuntimeError::Invalid(format!(
                 "{}: tvf_crop_params output {crop_h}x{crop_w} with {} channels does not fit the vision backbone \
                  of config.json ({side}x{side} px, {} channels)",

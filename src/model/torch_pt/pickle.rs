@@ -156,9 +156,11 @@ pub fn parse(data: &[u8], limits: Limits) -> Result<Pickle, PickleError> {
         limits,
         items: 0,
         bytes: 0,
-        max_bytes: limits
-            .max_bytes
-            .min(data.len().saturating_mul(BYTES_PER_INPUT_BYTE).saturating_add(BYTES_BASE)),
+        max_bytes: limits.max_bytes.min(
+            data.len()
+                .saturating_mul(BYTES_PER_INPUT_BYTE)
+                .saturating_add(BYTES_BASE),
+        ),
     };
     let root = m.run()?;
     Ok(Pickle { nodes: m.nodes, root })

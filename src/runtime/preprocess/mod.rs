@@ -164,9 +164,10 @@ impl ImageProcessor {
                 "processor needs a crop size and at least one branch".into(),
             ));
         }
-        if normalize.iter().any(|n| {
-            n.std.iter().any(|&s| !(s > 0.0 && s.is_finite())) || n.mean.iter().any(|m| !m.is_finite())
-        }) {
+        if normalize
+            .iter()
+            .any(|n| n.std.iter().any(|&s| !(s > 0.0 && s.is_finite())) || n.mean.iter().any(|m| !m.is_finite()))
+        {
             return Err(PreprocessError::Invalid(
                 "normalisation std must be positive and finite, mean finite".into(),
             ));
