@@ -48,7 +48,7 @@ impl Decoding {
             )));
         }
         // On a copy (the caller's logits stay untouched) and without a host-to-device transfer.
-        let mut scores = logits.f_to_kind(Kind::Float)?.f_copy()?;
+        let mut scores = logits.f_to_dtype(Kind::Float, false, true)?;
         for &id in eos {
             let _ = scores.f_narrow(-1, id, 1)?.f_fill_(f64::NEG_INFINITY)?;
         }
