@@ -182,8 +182,8 @@ fn stale_cache_entries_of_a_longer_prompt_are_masked() {
 
 #[test]
 fn decode_modes_parse() {
-    assert_eq!("Graphs".parse::<DecodeMode>().unwrap(), DecodeMode::Graphs).unwrap();
-    assert_eq!("fixed".parse::<DecodeMode>().unwrap(), DecodeMode::Fixed).unwrap();
+    assert_eq!("Graphs".parse::<DecodeMode>().unwrap(), DecodeMode::Graphs);
+    assert_eq!("fixed".parse::<DecodeMode>().unwrap(), DecodeMode::Fixed);
     assert!("static"
         .parse::<DecodeMode>()
         .unwrap_err()
@@ -213,8 +213,8 @@ fn graphs_mode_session_matches_dynamic_mode() {
         }
         (out, session.decode_mode())
     };
-    let (dynamic, dynamic_mode) = run(DecodeMode::Dynamic).unwrap();
-    let (graphs, graphs_mode) = run(DecodeMode::Graphs).unwrap();
+    let (dynamic, dynamic_mode) = run(DecodeMode::Dynamic);
+    let (graphs, graphs_mode) = run(DecodeMode::Graphs);
     assert_eq!(dynamic_mode, "dynamic");
     assert_eq!(graphs_mode, "fixed (graph capture failed)");
     for (t, ((ids_d, act_d), (ids_g, act_g))) in dynamic.iter().zip(&graphs).enumerate() {
