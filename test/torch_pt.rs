@@ -283,16 +283,22 @@ fn mutated_pickles_never_panic() {
 #[test]
 fn deeply_nested_parameters_are_an_error_not_a_stack_overflow() {
     let (name, _, mut z) = read_pickle(&data_dir().join("lightning_like.ckpt"));
-    const DEPTH: usize = 200_000;
-    let mut p = vec![0x80, 2, b'}', b'X', 1, 0, 0, 0, b'w', b'c'];
-    p.extend(b"torch._utils\n_rebuild_parameter\n");
-    p.extend([b'q', 0, b'0']);
-    p.extend([b'h', 0].repeat(DEPTH));
-    p.push(b'N');
-    p.extend([0x85, b'R'].repeat(DEPTH));
-    p.extend([b's', b'.']);
-    let e = try_read(rezip(&mut z, &name, &p), "nested.pt").unwrap_err();
+    let nested = |depth: usize| {
+        let mut p = vec![0x80, 2, b'}', b'X', 1, 0, 0, 0, b'w', b'c'];
+        p.extend(b"torch._utils\n_rebuild_parameter\n");
+        p.extend([b'q', 0, b'0']);
+        p.extend([b'h', 0].repeat(depth));
+        p.push(b'N');
+        p.extend([0x85, b'R'].repeat(depth));
+        p.extend([b's', b'.']);
+        p
+    };
+    // Within the pickle's memory budget, the reader's own nesting limit stops the walk.
+    let e = try_read(rezip(&mut z, &name, &nested(5_000)), "nested.pt").unwrap_err();
     assert!(e.contains("nested too deeply"), "{e}");
+    // Deeper, two nodes per two input bytes exceed the budget while the pickle is interpreted.
+    let e = try_read(rezip(&mut z, &name, &nested(200_000)), "nested.pt").unwrap_err();
+    assert!(e.contains("budget"), "{e}");
 }
 
 /// Writers for hand-made hostile pickles (protocol 2) and the archive around them.
