@@ -59,7 +59,7 @@ impl Decoding {
                 top_k,
                 top_p,
             } => {
-                if !(temperature.is_finite() && temperature > 0.0) || !(0.0..=1.0).contains(&top_p) {
+                if !(temperature.is_finite() && temperature > 0.0 && (0.0..=1.0).contains(&top_p)) {
                     return Err(ModelError::Invalid(format!(
                         "sampling needs a positive finite temperature and top-p in [0, 1] (got {temperature}, {top_p})"
                     )));
