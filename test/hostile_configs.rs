@@ -179,6 +179,9 @@ fn corrupted_generation_config_fields_are_named() {
     }
 }
 
+/// One corruption of a JSON file.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
 #[test]
 fn corrupted_preprocessor_config_fields_are_named() {
     use serde_json::json;
@@ -192,7 +195,7 @@ fn corrupted_preprocessor_config_fields_are_named() {
             c[list][i][key] = v.clone();
         }
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "tvf_normalize_params[0].std",
             Box::new(|c| c["tvf_normalize_params"][0]["std"][1] = json!(-0.5)),
