@@ -70,9 +70,9 @@ fn fixed_decode_matches_dynamic_and_reference_greedy() {
     let vla = policy.vla();
     // One state per mode, reused across all steps and variants (prompts of different lengths):
     // the fixed buffers and the stale cache entries must not leak from one step into the next.
-    let mut dynamic = vla.decode_state_with(CAPACITY, DecodeMode::Dynamic);
-    let mut fixed = vla.decode_state_with(CAPACITY, DecodeMode::Fixed);
-    let mut graphs = vla.decode_state_with(CAPACITY, DecodeMode::Graphs);
+    let mut dynamic = vla.decode_state_with(CAPACITY, DecodeMode::Dynamic).unwrap();
+    let mut fixed = vla.decode_state_with(CAPACITY, DecodeMode::Fixed).unwrap();
+    let mut graphs = vla.decode_state_with(CAPACITY, DecodeMode::Graphs).unwrap();
     let mut outputs = Vec::new();
     let mut worst: f64 = 0.0;
     for (name, proj, ids, golden_ids) in cases(&g, &policy) {
@@ -106,7 +106,7 @@ fn fixed_decode_matches_reference_states() {
     let g = Golden::load();
     let policy = policy();
     let vla = policy.vla();
-    let mut fixed = vla.decode_state_with(CAPACITY, DecodeMode::Fixed);
+    let mut fixed = vla.decode_state_with(CAPACITY, DecodeMode::Fixed).unwrap();
     let cases = cases(&g, &policy);
     let mut checked = 0;
     for (i, variant) in ["deploy", "libero", "r2r"].into_iter().enumerate() {
@@ -132,8 +132,8 @@ fn fixed_decode_samples_what_dynamic_samples() {
     let g = Golden::load();
     let policy = policy();
     let vla = policy.vla();
-    let mut dynamic = vla.decode_state_with(CAPACITY, DecodeMode::Dynamic);
-    let mut fixed = vla.decode_state_with(CAPACITY, DecodeMode::Fixed);
+    let mut dynamic = vla.decode_state_with(CAPACITY, DecodeMode::Dynamic).unwrap();
+    let mut fixed = vla.decode_state_with(CAPACITY, DecodeMode::Fixed).unwrap();
     // A high temperature and no top-k/top-p cut, so that draws really vary between seeds.
     let decoding = Decoding::Sample {
         temperature: 4.0,
@@ -172,10 +172,10 @@ fn stale_cache_entries_of_a_longer_prompt_are_masked() {
         long.2.len(),
         short.2.len()
     );
-    let mut fixed = vla.decode_state_with(CAPACITY, DecodeMode::Fixed);
+    let mut fixed = vla.decode_state_with(CAPACITY, DecodeMode::Fixed).unwrap();
     step(vla, &mut fixed, &long.1, &long.2, Decoding::Greedy);
     let after_long = step(vla, &mut fixed, &short.1, &short.2, Decoding::Greedy);
-    let mut fresh = vla.decode_state_with(CAPACITY, DecodeMode::Dynamic);
+    let mut fresh = vla.decode_state_with(CAPACITY, DecodeMode::Dynamic).unwrap();
     let want = step(vla, &mut fresh, &short.1, &short.2, Decoding::Greedy);
     assert_same("short prompt after a long one", &after_long, &want);
 }

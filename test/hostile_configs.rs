@@ -134,3 +134,148 @@ fn corrupted_action_decoder_config_fields_are_named() {
         );
     }
 }
+
+/// Writes `original` with `edit` applied to `path`, runs `univla infer` on `dir` and checks that
+/// it fails with an error naming `file` and `field`.
+fn edited_fails(
+    dir: &Path,
+    path: &Path,
+    original: &serde_json::Value,
+    file: &str,
+    field: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    let mut cfg = original.clone();
+    edit(&mut cfg);
+    std::fs::write(path, cfg.to_string()).unwrap();
+    let what = format!("{file}: {field} in {cfg}");
+    let err = infer_fails(dir, &what);
+    assert!(err.contains(file) && err.contains(field), "{what}: {err}");
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn corrupted_generation_config_fields_are_named() {
+    use serde_json::json;
+    let tmp = tempfile::tempdir().unwrap();
+    copy_checkpoint(tmp.path());
+    let path = tmp.path().join("generation_config.json");
+    let original = read_json(&path);
+    for (field, value) in [
+        ("eos_token_id", json!(99_999)),
+        ("eos_token_id", json!(-1)),
+        ("eos_token_id", json!([2, 40_000])),
+        ("pad_token_id", json!(1_000_000)),
+        ("bos_token_id", json!(-3)),
+        ("top_k", json!(3)),
+        ("num_beams", json!(4)),
+    ] {
+        edited_fails(tmp.path(), &path, &original, "generation_config.json", field, |c| {
+            c[field] = value
+        });
+    }
+}
+
+/// One corruption of a JSON file.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
+#[test]
+fn corrupted_preprocessor_config_fields_are_named() {
+    use serde_json::json;
+    let tmp = tempfile::tempdir().unwrap();
+    copy_checkpoint(tmp.path());
+    let path = tmp.path().join("preprocessor_config.json");
+    let original = read_json(&path);
+    let file = "preprocessor_config.json";
+    let both = |c: &mut serde_json::Value, list: &str, key: &str, v: serde_json::Value| {
+        for i in 0..2 {
+            c[list][i][key] = v.clone();
+        }
+    };
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "tvf_normalize_params[0].std",
+            Box::new(|c| c["tvf_normalize_params"][0]["std"][1] = json!(-0.5)),
+        ),
+        (
+            "tvf_normalize_params[1].std",
+            Box::new(|c| c["tvf_normalize_params"][1]["std"][0] = json!(0.0)),
+        ),
+        (
+            "tvf_normalize_params[0].mean",
+            Box::new(|c| c["tvf_normalize_params"][0]["mean"][2] = json!(1e39)),
+        ),
+        (
+            "tvf_normalize_params[1].mean",
+            Box::new(|c| c["tvf_normalize_params"][1]["mean"] = json!([0.5, 0.5])),
+        ),
+        (
+            "tvf_resize_params[0].size",
+            Box::new(move |c| both(c, "tvf_resize_params", "size", json!([0, 0]))),
+        ),
+        (
+            "tvf_resize_params[0].size",
+            Box::new(move |c| both(c, "tvf_resize_params", "size", json!([100_000, 100_000]))),
+        ),
+        (
+            "tvf_resize_params[0].size",
+            Box::new(move |c| both(c, "tvf_resize_params", "size", json!([112, 112]))),
+        ),
+        (
+            "tvf_crop_params[0].output_size",
+            Box::new(move |c| both(c, "tvf_crop_params", "output_size", json!([0, 224]))),
+        ),
+        (
+            "tvf_crop_params",
+            Box::new(move |c| {
+                both(c, "tvf_resize_params", "size", json!([448, 448]));
+                both(c, "tvf_crop_params", "output_size", json!([448, 448]));
+            }),
+        ),
+        (
+            "image_resize_strategy",
+            Box::new(|c| c["image_resize_strategy"] = json!("stretch")),
+        ),
+    ];
+    for (field, edit) in cases {
+        edited_fails(tmp.path(), &path, &original, file, field, edit);
+    }
+}
+
+#[test]
+fn action_decoder_config_that_does_not_fit_the_weights_is_named() {
+    use serde_json::json;
+    let tmp = tempfile::tempdir().unwrap();
+    copy_checkpoint(tmp.path());
+    let path = tmp.path().join("action_decoder_config.json");
+    let original = read_json(&path);
+    let key = original["decoders"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, e)| e["pt_file"] == "action_decoder_libero.pt")
+        .map(|(k, _)| k.clone())
+        .unwrap();
+    let file = "action_decoder_config.json";
+    // The libero head has 84 output rows (12 × 7).
+    let cases: Vec<(&str, Vec<(&str, serde_json::Value)>)> = vec![
+        ("action_dim", vec![("action_dim", json!(5))]),
+        ("window_size", vec![("window_size", json!(5))]),
+        (
+            "action_dim",
+            vec![("window_size", json!(1i64 << 62)), ("action_dim", json!(4))],
+        ),
+        ("temporal_size", vec![("temporal_size", json!(20))]),
+        ("n_heads", vec![("n_heads", json!(5))]),
+    ];
+    for (field, values) in cases {
+        edited_fails(tmp.path(), &path, &original, file, field, |c| {
+            for (k, v) in values {
+                c["decoders"][&key][k] = v;
+            }
+        });
+    }
+}

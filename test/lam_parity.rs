@@ -148,7 +148,8 @@ fn lightning_prefixed_safetensors_loads() {
 
 #[test]
 fn lightning_ckpt_loads_natively() {
-    let model = checkpoint::load_model(&data("lam-ckpt/lam_tiny.ckpt"), &fixture_config(), Device::Cpu).unwrap();
+    // No head counts given: the checkpoint's hyper_parameters hold them.
+    let model = checkpoint::load_model(&data("lam-ckpt/lam_tiny.ckpt"), &LamConfig::default(), Device::Cpu).unwrap();
     let golden = read(&data("univla-tiny/lam/lam_golden.safetensors"));
     let out = model.vq_encode(&fixture_video()).unwrap();
     assert_close("ckpt encoder_out", &out.encoder_out, &golden["encoder_out"]);
@@ -159,6 +160,86 @@ fn lightning_ckpt_loads_natively() {
     );
     assert_eq!(indices(&out.indices), GOLDEN_INDICES);
     assert_eq!(indices(&out.indices_uncontrol), GOLDEN_INDICES_UNCONTROL);
+}
+
+/// A copy of `lam_tiny.ckpt` in `dir` whose integer hyper-parameter `key` reads `value`.
+fn ckpt_with_hyper_parameter(dir: &Path, key: &str, value: u8) -> PathBuf {
+    use std::io::{Read, Write};
+    let src = data("lam-ckpt/lam_tiny.ckpt");
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&src).unwrap()).unwrap();
+    let out = dir.join(format!("{key}-{value}.ckpt"));
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&out).unwrap());
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        let name = f.name().to_owned();
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        if name.ends_with("/data.pkl") {
+            // `X <len> key`, an optional BINPUT/LONG_BINPUT, then `K <value>` (BININT1).
+            let mut needle = vec![b'X'];
+            needle.extend((key.len() as u32).to_le_bytes());
+            needle.extend(key.as_bytes());
+            let mut at = bytes
+                .windows(needle.len())
+                .position(|w| w == needle.as_slice())
+                .unwrap()
+                + needle.len();
+            at += match bytes[at] {
+                b'q' => 2,
+                b'r' => 5,
+                _ => 0,
+            };
+            assert_eq!(bytes[at], b'K', "{key} is not a small integer");
+            bytes[at + 1] = value;
+        }
+        w.start_file(name.as_str(), opts).unwrap();
+        w.write_all(&bytes).unwrap();
+    }
+    w.finish().unwrap();
+    out
+}
+
+#[test]
+fn inconsistent_hyper_parameters_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |path: &Path, cfg: &LamConfig| {
+        checkpoint::load_model(path, cfg, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    let default = LamConfig::default();
+    for (key, value, expected) in [
+        ("lam_num_heads", 5, "lam_num_heads 5 does not divide lam_model_dim 32"),
+        ("lam_num_heads", 0, "lam_num_heads must be a positive integer"),
+        ("lam_model_dim", 64, "lam_model_dim is 64, but the weights have 32"),
+        ("lam_enc_blocks", 3, "lam_enc_blocks is 3, but the weights have 2"),
+        ("lam_latent_dim", 8, "lam_latent_dim is 8, but the weights have 16"),
+        ("lam_num_latents", 32, "lam_num_latents is 32, but the weights have 16"),
+        ("dino_num_heads", 5, "5 heads do not divide width 48"),
+    ] {
+        let path = ckpt_with_hyper_parameter(dir.path(), key, value);
+        let e = load(&path, &default);
+        assert!(
+            e.contains(expected) && e.contains(&format!("{key}-{value}.ckpt")),
+            "{key} = {value}: {e}"
+        );
+    }
+    // A head count given explicitly must agree with the recorded one.
+    let e = load(
+        &data("lam-ckpt/lam_tiny.ckpt"),
+        &LamConfig {
+            encoder_heads: Some(2),
+            ..LamConfig::default()
+        },
+    );
+    assert!(
+        e.contains("hyper_parameters.lam_num_heads is 4") && e.contains('2'),
+        "{e}"
+    );
+    // The same counts given explicitly are fine.
+    checkpoint::load_model(&data("lam-ckpt/lam_tiny.ckpt"), &fixture_config(), Device::Cpu).unwrap();
 }
 
 #[test]

@@ -49,8 +49,8 @@ fn language_model_matches_reference_greedy() {
     )
     .unwrap();
     let lm = Llama::new(&vb.pp("language_model"), &cfg.text_config).unwrap();
-    let rope = Rope::new(&cfg.text_config, 512, Kind::Float, Device::Cpu);
-    let mut cache = KvCache::new(&cfg.text_config, 512, Kind::Float, Device::Cpu);
+    let rope = Rope::new(&cfg.text_config, 512, Kind::Float, Device::Cpu).unwrap();
+    let mut cache = KvCache::new(&cfg.text_config, 512, Kind::Float, Device::Cpu).unwrap();
     for variant in ["deploy", "libero", "r2r"] {
         for (t, step) in g.json[variant]["steps"].as_array().unwrap().iter().enumerate() {
             let key = |name: &str| format!("{variant}/step{t}/{name}");
@@ -61,9 +61,9 @@ fn language_model_matches_reference_greedy() {
             let ids_t = Tensor::from_slice(&ids).view([1, -1]);
             let embeds = Tensor::cat(
                 &[
-                    lm.embed(&ids_t.narrow(1, 0, 1)),
+                    lm.embed(&ids_t.narrow(1, 0, 1)).unwrap(),
                     proj.shallow_clone(),
-                    lm.embed(&ids_t.narrow(1, 1, ids.len() as i64 - 1)),
+                    lm.embed(&ids_t.narrow(1, 1, ids.len() as i64 - 1)).unwrap(),
                 ],
                 1,
             );
@@ -82,12 +82,14 @@ fn language_model_matches_reference_greedy() {
             let mut logits = vec![lm.logits(&states[0]).squeeze_dim(1)];
             let mut tokens = vec![];
             for _ in 0..4 {
-                let tok = Decoding::Greedy.next_token(logits.last().unwrap(), 2);
+                let tok = Decoding::Greedy.next_token(logits.last().unwrap(), &[2]).unwrap();
                 tokens.push(tok.int64_value(&[0, 0]));
                 if tokens.len() == 4 {
                     break;
                 }
-                let h = lm.forward_embeds(&lm.embed(&tok), &rope, &mut cache, None).unwrap();
+                let h = lm
+                    .forward_embeds(&lm.embed(&tok).unwrap(), &rope, &mut cache, None)
+                    .unwrap();
                 logits.push(lm.logits(&h).squeeze_dim(1));
                 states.push(h);
             }

@@ -283,14 +283,197 @@ fn mutated_pickles_never_panic() {
 #[test]
 fn deeply_nested_parameters_are_an_error_not_a_stack_overflow() {
     let (name, _, mut z) = read_pickle(&data_dir().join("lightning_like.ckpt"));
-    const DEPTH: usize = 200_000;
-    let mut p = vec![0x80, 2, b'}', b'X', 1, 0, 0, 0, b'w', b'c'];
-    p.extend(b"torch._utils\n_rebuild_parameter\n");
-    p.extend([b'q', 0, b'0']);
-    p.extend([b'h', 0].repeat(DEPTH));
-    p.push(b'N');
-    p.extend([0x85, b'R'].repeat(DEPTH));
-    p.extend([b's', b'.']);
-    let e = try_read(rezip(&mut z, &name, &p), "nested.pt").unwrap_err();
+    let nested = |depth: usize| {
+        let mut p = vec![0x80, 2, b'}', b'X', 1, 0, 0, 0, b'w', b'c'];
+        p.extend(b"torch._utils\n_rebuild_parameter\n");
+        p.extend([b'q', 0, b'0']);
+        p.extend([b'h', 0].repeat(depth));
+        p.push(b'N');
+        p.extend([0x85, b'R'].repeat(depth));
+        p.extend([b's', b'.']);
+        p
+    };
+    // Within the pickle's memory budget, the reader's own nesting limit stops the walk.
+    let e = try_read(rezip(&mut z, &name, &nested(5_000)), "nested.pt").unwrap_err();
     assert!(e.contains("nested too deeply"), "{e}");
+    // Deeper, two nodes per two input bytes exceed the budget while the pickle is interpreted.
+    let e = try_read(rezip(&mut z, &name, &nested(200_000)), "nested.pt").unwrap_err();
+    assert!(e.contains("budget"), "{e}");
+}
+
+/// Writers for hand-made hostile pickles (protocol 2) and the archive around them.
+mod hostile {
+    use std::io::{Cursor, Write};
+
+    pub fn text(p: &mut Vec<u8>, s: &str) {
+        p.push(b'X');
+        p.extend((s.len() as u32).to_le_bytes());
+        p.extend(s.as_bytes());
+    }
+
+    pub fn int(p: &mut Vec<u8>, v: i32) {
+        p.push(b'J');
+        p.extend(v.to_le_bytes());
+    }
+
+    fn int_tuple(p: &mut Vec<u8>, vs: &[i32]) {
+        p.push(b'(');
+        for &v in vs {
+            int(p, v);
+        }
+        p.push(b't');
+    }
+
+    /// `_rebuild_tensor_v2(storage(key, class, numel), offset, size, stride, False, {})`.
+    pub fn tensor(p: &mut Vec<u8>, class: &str, key: &str, numel: i32, offset: i32, size: &[i32], stride: &[i32]) {
+        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+        p.push(b'(');
+        text(p, "storage");
+        p.extend(format!("ctorch\n{class}\n").as_bytes());
+        text(p, key);
+        text(p, "cpu");
+        int(p, numel);
+        p.extend(b"tQ");
+        int(p, offset);
+        int_tuple(p, size);
+        int_tuple(p, stride);
+        p.push(0x89);
+        p.extend(b"ccollections\nOrderedDict\n)R");
+        p.extend(b"tR");
+    }
+
+    /// A `torch.save` zip: `archive/data.pkl`, `archive/data/<key>` and the byte order.
+    pub fn archive(pkl: &[u8], storages: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        w.start_file("archive/data.pkl", opts).unwrap();
+        w.write_all(pkl).unwrap();
+        w.start_file("archive/byteorder", opts).unwrap();
+        w.write_all(b"little").unwrap();
+        for (key, data) in storages {
+            w.start_file(format!("archive/data/{key}"), opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    /// `{key_i: value_i}` for `n` entries written by `entry(i, pickle)`, in SETITEMS batches of
+    /// 1000 (as pickle writes them).
+    pub fn dict(p: &mut Vec<u8>, n: usize, mut entry: impl FnMut(usize, &mut Vec<u8>)) {
+        p.push(b'}');
+        for start in (0..n).step_by(1000) {
+            p.push(b'(');
+            for i in start..n.min(start + 1000) {
+                entry(i, p);
+            }
+            p.push(b'u');
+        }
+    }
+}
+
+#[test]
+fn many_views_of_one_expanded_storage_fail_on_the_budget() {
+    // 10⁵ entries, each the same memoised tensor: 2²⁶ doubles (512 MiB) expanded from a
+    // one-element storage. Copying each would ask for 10⁵ × 512 MiB; the budget refuses the
+    // first before any storage is read.
+    let mut p = vec![0x80, 2];
+    let mut first = true;
+    hostile::dict(&mut p, 100_000, |i, p| {
+        hostile::text(p, &format!("k{i}"));
+        if first {
+            hostile::tensor(p, "DoubleStorage", "0", 1, 0, &[1 << 26], &[0]);
+            p.extend([b'q', 1]);
+            first = false;
+        } else {
+            p.extend([b'h', 1]);
+        }
+    });
+    p.push(b'.');
+    let file = hostile::archive(&p, &[("0", 1.5f64.to_le_bytes().to_vec())]);
+    let e = try_read(file, "expanded-views.pt").unwrap_err();
+    assert!(e.contains("budget") && e.contains("k0"), "{e}");
+}
+
+#[test]
+fn a_huge_key_referenced_a_million_times_fails_on_the_budget() {
+    // One 1 MiB key, memoised once and used for 10⁶ entries of a one-element tensor: the keys
+    // would be 1 TB of text if each were built.
+    let mut p = vec![0x80, 2];
+    hostile::tensor(&mut p, "FloatStorage", "0", 1, 0, &[1], &[1]);
+    p.extend([b'q', 1, b'0']);
+    hostile::dict(&mut p, 1_000_000, |i, p| {
+        if i == 0 {
+            hostile::text(p, &"k".repeat(1 << 20));
+            p.extend([b'q', 2]);
+        } else {
+            p.extend([b'h', 2]);
+        }
+        p.extend([b'h', 1]);
+    });
+    p.push(b'.');
+    let file = hostile::archive(&p, &[("0", 1.0f32.to_le_bytes().to_vec())]);
+    let e = try_read(file, "huge-key.pt").unwrap_err();
+    assert!(e.contains("budget") && e.contains("key"), "{e}");
+}
+
+#[test]
+fn a_huge_name_memoised_for_many_globals_fails_in_the_pickle() {
+    // STACK_GLOBAL on the same memoised 1 MiB strings 10⁵ times: 200 GB if each copied them.
+    let mut p = vec![0x80, 4];
+    hostile::text(&mut p, &"m".repeat(1 << 20));
+    p.extend([b'q', 1]);
+    p.push(b'(');
+    for _ in 0..100_000 {
+        p.extend([b'h', 1, b'h', 1, 0x93, b'0']);
+    }
+    p.extend([b'1', b'N', b'.']);
+    let e = pickle::parse(&p, pickle::Limits::default()).unwrap_err().to_string();
+    assert!(e.contains("budget"), "{e}");
+}
+
+#[test]
+fn contiguous_views_share_their_storage() {
+    // 100 slices of one 1000-element storage: one storage in memory, each slice a view into it.
+    let mut p = vec![0x80, 2];
+    hostile::dict(&mut p, 100, |i, p| {
+        hostile::text(p, &format!("s{i}"));
+        hostile::tensor(p, "FloatStorage", "0", 1000, 10 * i as i32, &[10], &[1]);
+    });
+    p.push(b'.');
+    let data: Vec<u8> = (0..1000).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let sd = try_read(hostile::archive(&p, &[("0", data)]), "slices.pt").unwrap();
+    assert_eq!(sd.len(), 100);
+    let base = sd[0].1.data_ptr() as usize;
+    for (i, (name, t)) in sd.iter().enumerate() {
+        assert_eq!(name, &format!("s{i}"));
+        assert_eq!(t.double_value(&[0]), (10 * i) as f64);
+        assert_eq!(t.data_ptr() as usize, base + 40 * i, "{name} is a copy, not a view");
+    }
+}
+
+#[test]
+fn views_beyond_their_storage_and_inconsistent_storages_are_refused() {
+    let read = |p: Vec<u8>, what: &str| {
+        let data: Vec<u8> = (0..10).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        try_read(hostile::archive(&p, &[("0", data)]), what).unwrap_err()
+    };
+    // offset 4 + (3 − 1)·3 = 10: one past the end of a 10-element storage.
+    let mut p = vec![0x80, 2];
+    hostile::dict(&mut p, 1, |_, p| {
+        hostile::text(p, "w");
+        hostile::tensor(p, "FloatStorage", "0", 10, 4, &[3], &[3]);
+    });
+    p.push(b'.');
+    let e = read(p, "extent.pt");
+    assert!(e.contains("`w`") && e.contains("reaches element 10"), "{e}");
+    // The same storage declared as floats and as doubles.
+    let mut p = vec![0x80, 2];
+    hostile::dict(&mut p, 2, |i, p| {
+        hostile::text(p, &format!("t{i}"));
+        let class = if i == 0 { "FloatStorage" } else { "DoubleStorage" };
+        hostile::tensor(p, class, "0", 10, 0, &[2], &[1]);
+    });
+    p.push(b'.');
+    let e = read(p, "two-kinds.pt");
+    assert!(e.contains("`t1`") && e.contains("storage 0"), "{e}");
 }

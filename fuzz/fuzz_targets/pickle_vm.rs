@@ -13,6 +13,8 @@ const LIMITS: pickle::Limits = pickle::Limits {
     max_memo: 1 << 16,
     max_stack: 1 << 16,
     max_nodes: 1 << 18,
+    max_items: 1 << 18,
+    max_bytes: 1 << 26,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -55,7 +55,7 @@ pub struct Dinov2 {
 /// Side of a square grid with `n` cells, if `n` is a perfect square.
 fn square_side(n: i64) -> Option<i64> {
     let side = (n as f64).sqrt().round() as i64;
-    (side * side == n).then_some(side)
+    (side.checked_mul(side) == Some(n)).then_some(side)
 }
 
 impl Dinov2 {
@@ -87,7 +87,12 @@ impl Dinov2 {
             )));
         }
         let (dim, patch_size) = (patch_shape[0], patch_shape[2]);
-        if image_size % patch_size != 0 {
+        if patch_size <= 0 || dim <= 0 {
+            return Err(LamError::Config(format!(
+                "unexpected patch embedding shape {patch_shape:?}"
+            )));
+        }
+        if image_size <= 0 || image_size % patch_size != 0 {
             return Err(LamError::Config(format!(
                 "image size {image_size} is not a multiple of patch {patch_size}"
             )));

@@ -127,6 +127,11 @@ impl SpatioTemporalEncoder {
         self.proj.out_dim()
     }
 
+    /// Number of spatio-temporal blocks.
+    pub fn depth(&self) -> usize {
+        self.blocks.len()
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let size = x.size();
         if size.len() != 4 || size[3] != self.in_dim() {

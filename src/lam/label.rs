@@ -76,10 +76,12 @@ pub struct LabelArgs {
     /// Frame pairs per encoder batch.
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch_size: usize,
-    /// Encoder attention heads (default: width/64).
+    /// Encoder attention heads (default: `lam_num_heads` of a Lightning .ckpt's hyper_parameters,
+    /// else width/64).
     #[arg(long)]
     pub encoder_heads: Option<i64>,
-    /// DINOv2 attention heads (default: width/64).
+    /// DINOv2 attention heads (default: `dino_num_heads` of a .ckpt's hyper_parameters, else
+    /// width/64).
     #[arg(long)]
     pub dino_heads: Option<i64>,
 }

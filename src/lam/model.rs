@@ -164,6 +164,21 @@ impl LatentActionModel {
         &self.dino
     }
 
+    /// Width of the spatio-temporal encoder (`lam_model_dim`).
+    pub fn model_dim(&self) -> i64 {
+        self.encoder.model_dim()
+    }
+
+    /// Blocks of the spatio-temporal encoder (`lam_enc_blocks`).
+    pub fn encoder_depth(&self) -> usize {
+        self.encoder.depth()
+    }
+
+    /// Width of the task-centric codebook vectors (`lam_latent_dim`).
+    pub fn latent_dim(&self) -> i64 {
+        self.vq_action.dim()
+    }
+
     /// Latent queries per frame pair (4).
     pub fn num_codes(&self) -> usize {
         self.latent_task.size()[2] as usize

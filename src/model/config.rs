@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::error::{ModelError, Result};
+use super::generation_config::{GenerationConfig, GENERATION_CONFIG_FILE};
 
 /// LLaMA-2 decoder sizes (`text_config`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -130,6 +131,9 @@ pub struct VlaConfig {
     /// The whole file, for the sections other modules parse (vision backbone).
     #[serde(skip)]
     pub raw: serde_json::Value,
+    /// `generation_config.json` beside `config.json`, when there is one.
+    #[serde(skip)]
+    pub generation: Option<GenerationConfig>,
 }
 
 fn default_pad() -> i64 {
@@ -148,10 +152,24 @@ impl VlaConfig {
             path: path.into(),
             source,
         })?;
-        Self::from_json_str(&text).map_err(|e| match e {
+        let mut cfg = Self::from_json_str(&text).map_err(|e| match e {
             ModelError::Config(m) => ModelError::Config(format!("{}: {m}", path.display())),
             other => other,
-        })
+        })?;
+        let generation = path.with_file_name(GENERATION_CONFIG_FILE);
+        if generation.is_file() {
+            cfg.generation = Some(GenerationConfig::from_file(&generation, cfg.text_config.vocab_size)?);
+        }
+        Ok(cfg)
+    }
+
+    /// The ids generation never chooses: `eos_token_id` of `generation_config.json` when it
+    /// names one (what HF `generate` uses), else `text_config.eos_token_id`.
+    pub fn eos_ids(&self) -> Vec<i64> {
+        self.generation
+            .as_ref()
+            .and_then(GenerationConfig::eos_ids)
+            .unwrap_or_else(|| vec![self.text_config.eos_token_id])
     }
 
     pub fn from_json_str(text: &str) -> Result<Self> {

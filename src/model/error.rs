@@ -26,6 +26,15 @@ pub enum ModelError {
         expected: Vec<i64>,
         found: Vec<i64>,
     },
+    /// A file would make the reader build more than its budget allows (hostile or corrupt input).
+    #[error("{path}: {what}: {needed} bytes in all, over the budget of {limit} bytes ({rule})")]
+    Budget {
+        path: PathBuf,
+        what: String,
+        needed: u64,
+        limit: u64,
+        rule: &'static str,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("tokenizer {path}: {reason}")]

@@ -5,6 +5,8 @@
 //! capture it.
 use tch::{Kind, Tensor};
 
+use super::error::{ModelError, Result};
+
 /// The reference's sampling settings.
 pub const REFERENCE_TEMPERATURE: f64 = 0.75;
 pub const REFERENCE_TOP_K: i64 = 50;
@@ -27,36 +29,58 @@ impl Decoding {
         }
     }
 
-    /// Next token ids [B, 1] (int64) from f32 `logits` [B, V]; `eos` is never chosen.
-    pub fn next_token(&self, logits: &Tensor, eos: i64) -> Tensor {
+    /// Next token ids [B, 1] (int64) from f32 `logits` [B, V]; no id of `eos` is ever chosen.
+    /// An id outside 0..V, logits that are not [B, V] or sampling settings that are not finite
+    /// and positive are an error (checked on the host: no device sync).
+    pub fn next_token(&self, logits: &Tensor, eos: &[i64]) -> Result<Tensor> {
+        let size = logits.size();
+        let vocab = match size.as_slice() {
+            [b, v] if *b > 0 && *v > 0 => *v,
+            _ => {
+                return Err(ModelError::Invalid(format!(
+                    "logits must be [batch, vocab], got {size:?}"
+                )))
+            }
+        };
+        if let Some(id) = eos.iter().find(|id| !(0..vocab).contains(*id)) {
+            return Err(ModelError::Invalid(format!(
+                "EOS id {id} is outside the {vocab} logits"
+            )));
+        }
         // On a copy (the caller's logits stay untouched) and without a host-to-device transfer.
-        let mut scores = logits.to_kind(Kind::Float).copy();
-        let _ = scores.narrow(-1, eos, 1).fill_(f64::NEG_INFINITY);
+        let mut scores = logits.f_to_dtype(Kind::Float, false, true)?;
+        for &id in eos {
+            let _ = scores.f_narrow(-1, id, 1)?.f_fill_(f64::NEG_INFINITY)?;
+        }
         match *self {
-            Decoding::Greedy => scores.argmax(-1, true),
+            Decoding::Greedy => Ok(scores.f_argmax(-1, true)?),
             Decoding::Sample {
                 temperature,
                 top_k,
                 top_p,
             } => {
-                scores /= temperature;
-                let vocab = scores.size()[scores.dim() - 1];
+                if !(temperature.is_finite() && temperature > 0.0 && (0.0..=1.0).contains(&top_p)) {
+                    return Err(ModelError::Invalid(format!(
+                        "sampling needs a positive finite temperature and top-p in [0, 1] (got {temperature}, {top_p})"
+                    )));
+                }
+                scores = scores.f_div_scalar(temperature)?;
                 let k = top_k.min(vocab);
                 if k > 0 {
-                    let (top, _) = scores.topk(k, -1, true, true);
-                    let kth = top.narrow(-1, k - 1, 1);
-                    scores = scores.masked_fill(&scores.lt_tensor(&kth), f64::NEG_INFINITY);
+                    let (top, _) = scores.f_topk(k, -1, true, true)?;
+                    let kth = top.f_narrow(-1, k - 1, 1)?;
+                    scores = scores.f_masked_fill(&scores.f_lt_tensor(&kth)?, f64::NEG_INFINITY)?;
                 }
                 if top_p < 1.0 {
-                    let (sorted, idx) = scores.sort(-1, false);
-                    let cum = sorted.softmax(-1, Kind::Float).cumsum(-1, Kind::Float);
-                    let remove_sorted = cum.le(1.0 - top_p);
+                    let (sorted, idx) = scores.f_sort(-1, false)?;
+                    let cum = sorted.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
+                    let remove_sorted = cum.f_le(1.0 - top_p)?;
                     // Always keep the most likely token (the last in ascending order).
-                    let _ = remove_sorted.narrow(-1, vocab - 1, 1).fill_(0);
-                    let remove = remove_sorted.scatter(-1, &idx, &remove_sorted);
-                    scores = scores.masked_fill(&remove, f64::NEG_INFINITY);
+                    let _ = remove_sorted.f_narrow(-1, vocab - 1, 1)?.f_fill_(0)?;
+                    let remove = remove_sorted.f_scatter(-1, &idx, &remove_sorted)?;
+                    scores = scores.f_masked_fill(&remove, f64::NEG_INFINITY)?;
                 }
-                sample_one(&scores.softmax(-1, Kind::Float))
+                sample_one(&scores.f_softmax(-1, Kind::Float)?)
             }
         }
     }
@@ -66,10 +90,10 @@ impl Decoding {
 /// path libtorch's `multinomial(1)` takes (the same random numbers, the same ids), minus its
 /// check of the probabilities, which reads a value back to the host and so cannot be captured in a
 /// CUDA graph (the probabilities here come from a softmax: finite and non-negative).
-fn sample_one(probs: &Tensor) -> Tensor {
-    let mut q = probs.empty_like();
-    let _ = q.exponential_(1.0);
-    (probs / q).argmax(-1, true)
+fn sample_one(probs: &Tensor) -> Result<Tensor> {
+    let mut q = probs.f_empty_like()?;
+    let _ = q.f_exponential_(1.0)?;
+    Ok(probs.f_div(&q)?.f_argmax(-1, true)?)
 }
 
 #[cfg(test)]
@@ -79,7 +103,7 @@ mod tests {
     #[test]
     fn greedy_blocks_eos() {
         let logits = Tensor::from_slice(&[0.0f32, 1.0, 9.0, 2.0]).view([1, 4]);
-        let t = Decoding::Greedy.next_token(&logits, 2);
+        let t = Decoding::Greedy.next_token(&logits, &[2]).unwrap();
         assert_eq!(t.int64_value(&[0, 0]), 3);
     }
 
@@ -94,7 +118,7 @@ mod tests {
             top_p: 0.9,
         };
         for _ in 0..50 {
-            assert_eq!(d.next_token(&logits, 2).int64_value(&[0, 0]), 0);
+            assert_eq!(d.next_token(&logits, &[2]).unwrap().int64_value(&[0, 0]), 0);
         }
         // top-k 2 over near-uniform logits: only the two largest may appear.
         let logits = Tensor::from_slice(&[1.0f32, 1.1, 0.0, 1.2, 0.9]).view([1, 5]);
@@ -105,7 +129,7 @@ mod tests {
         };
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..200 {
-            seen.insert(d.next_token(&logits, 2).int64_value(&[0, 0]));
+            seen.insert(d.next_token(&logits, &[2]).unwrap().int64_value(&[0, 0]));
         }
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 3]);
     }
@@ -125,7 +149,7 @@ mod tests {
         };
         let mut last = None;
         for _ in 0..5 {
-            let ours = draw(&|| sample_one(&probs));
+            let ours = draw(&|| sample_one(&probs).unwrap());
             let theirs = draw(&|| probs.multinomial(1, false));
             if ours == theirs {
                 let distinct: std::collections::BTreeSet<i64> = ours.iter().copied().collect();

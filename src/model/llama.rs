@@ -37,6 +37,17 @@ impl RmsNorm {
     }
 }
 
+/// A sequence capacity must be positive and within the positions the model was trained for.
+fn check_capacity(cfg: &LlamaConfig, capacity: i64) -> Result<()> {
+    if capacity <= 0 || capacity > cfg.max_position_embeddings {
+        return Err(super::ModelError::Invalid(format!(
+            "a sequence capacity of {capacity} positions is outside 1..={} (max_position_embeddings)",
+            cfg.max_position_embeddings
+        )));
+    }
+    Ok(())
+}
+
 /// Rotary position tables for every position up to the cache capacity, in the model dtype.
 /// `sin` is stored with its first half negated, so that `rotate_half(x) * sin` is
 /// `roll(x, half) * sin` (negation is exact: the same values as HF's formula, in fewer kernels).
@@ -47,21 +58,31 @@ pub struct Rope {
 }
 
 impl Rope {
-    pub fn new(cfg: &LlamaConfig, max_positions: i64, kind: Kind, device: Device) -> Self {
+    /// Tables for positions `0..max_positions` (1 to `max_position_embeddings`) of a validated
+    /// `cfg` (see [`LlamaConfig::validate`]).
+    pub fn new(cfg: &LlamaConfig, max_positions: i64, kind: Kind, device: Device) -> Result<Self> {
+        check_capacity(cfg, max_positions)?;
         let hd = cfg.head_dim();
-        let inv_freq = (Tensor::arange_start_step(0, hd, 2, (Kind::Int64, device)).to_kind(Kind::Float) / hd as f64)
-            .multiply_scalar(cfg.rope_theta.ln())
-            .exp()
-            .reciprocal();
-        let pos = Tensor::arange(max_positions, (Kind::Float, device));
-        let freqs = pos.unsqueeze(1) * inv_freq.unsqueeze(0);
-        let emb = Tensor::cat(&[&freqs, &freqs], -1);
-        let sin = emb.sin().to_kind(kind);
-        let half = hd / 2;
-        Self {
-            cos: emb.cos().to_kind(kind),
-            sin: Tensor::cat(&[sin.narrow(1, 0, half).neg(), sin.narrow(1, half, half)], -1),
+        if hd <= 0 || hd % 2 != 0 {
+            return Err(super::ModelError::Invalid(format!(
+                "rotary tables need an even head dim, got {hd}"
+            )));
         }
+        let inv_freq = Tensor::f_arange_start_step(0, hd, 2, (Kind::Int64, device))?
+            .f_to_kind(Kind::Float)?
+            .f_div_scalar(hd as f64)?
+            .f_mul_scalar(cfg.rope_theta.ln())?
+            .f_exp()?
+            .f_reciprocal()?;
+        let pos = Tensor::f_arange(max_positions, (Kind::Float, device))?;
+        let freqs = pos.f_unsqueeze(1)?.f_mul(&inv_freq.f_unsqueeze(0)?)?;
+        let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?;
+        let sin = emb.f_sin()?.f_to_kind(kind)?;
+        let half = hd / 2;
+        Ok(Self {
+            cos: emb.f_cos()?.f_to_kind(kind)?,
+            sin: Tensor::f_cat(&[sin.f_narrow(1, 0, half)?.f_neg()?, sin.f_narrow(1, half, half)?], -1)?,
+        })
     }
 
     /// Applies the rotation to `x` [B, H, T, hd] at positions `start..start+T`:
@@ -106,19 +127,21 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(cfg: &LlamaConfig, capacity: i64, kind: Kind, device: Device) -> Self {
+    /// A cache of `capacity` positions (1 to `max_position_embeddings`) for a validated `cfg`.
+    pub fn new(cfg: &LlamaConfig, capacity: i64, kind: Kind, device: Device) -> Result<Self> {
+        check_capacity(cfg, capacity)?;
         let shape = [1, cfg.kv_heads(), capacity, cfg.head_dim()];
         let make = || {
             (0..cfg.num_hidden_layers)
-                .map(|_| Tensor::zeros(shape, (kind, device)))
-                .collect::<Vec<_>>()
+                .map(|_| Tensor::f_zeros(shape, (kind, device)))
+                .collect::<std::result::Result<Vec<_>, _>>()
         };
-        Self {
-            keys: make(),
-            values: make(),
+        Ok(Self {
+            keys: make()?,
+            values: make()?,
             len: 0,
             capacity,
-        }
+        })
     }
 
     pub fn reset(&mut self) {
@@ -321,9 +344,10 @@ impl Llama {
         &self.cfg
     }
 
-    /// Token embeddings for `ids` [B, T] (int64) → [B, T, H].
-    pub fn embed(&self, ids: &Tensor) -> Tensor {
-        Tensor::embedding(&self.embed_tokens, ids, -1, false, false)
+    /// Token embeddings for `ids` [B, T] (int64) → [B, T, H]; an id outside the vocabulary is
+    /// an error (libtorch checks it).
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::f_embedding(&self.embed_tokens, ids, -1, false, false)?)
     }
 
     /// Runs the decoder over `embeds` [1, T, H] at positions `cache.len()..`, appends to the cache
@@ -338,7 +362,15 @@ impl Llama {
         mut collect: Option<&mut Vec<Tensor>>,
     ) -> Result<Tensor> {
         let start = cache.len;
-        let t = embeds.size()[1];
+        let t = match embeds.size().as_slice() {
+            [1, t, h] if *h == self.cfg.hidden_size => *t,
+            other => {
+                return Err(super::ModelError::Invalid(format!(
+                    "embeddings must be [1, tokens, {}], got {other:?}",
+                    self.cfg.hidden_size
+                )))
+            }
+        };
         if start + t > cache.capacity {
             return Err(super::ModelError::Invalid(format!(
                 "sequence of {} tokens exceeds the KV cache capacity {}",
@@ -376,7 +408,7 @@ impl Llama {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let width = mask.size().last().copied().unwrap_or(0);
-        if embeds.size()[..2] != [1, 1] || width != cache.capacity {
+        if embeds.size().get(..2) != Some(&[1, 1]) || width != cache.capacity {
             return Err(super::ModelError::Invalid(format!(
                 "a device-position step takes one token and a mask over the {} cache positions (got {:?} and {width})",
                 cache.capacity,

@@ -4,6 +4,7 @@ pub mod config;
 pub mod cuda_graph;
 pub mod error;
 pub mod generate;
+pub mod generation_config;
 pub mod heads;
 pub mod llama;
 pub mod projector;

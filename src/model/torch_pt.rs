@@ -8,10 +8,17 @@
 //! hyper-parameters, ...) stay inert, so a checkpoint loads as long as the requested sub-dict holds
 //! plain tensors. Every failure is an error naming the file (and key); work is bounded by the
 //! file size and [`pickle::Limits`].
+//!
+//! Memory is bounded by a budget tied to the file size ([`BUDGET_FILE_MULTIPLE`] × size +
+//! [`BUDGET_BASE_BYTES`]): every storage is read once and charged once, every tensor that is not
+//! a whole storage is charged its own bytes, and so is the text of every key; all of it is
+//! checked before the first storage is read, so a file whose tensors all view one huge expanded
+//! storage, or whose keys repeat one huge memoised string, fails at once with
+//! [`ModelError::Budget`]. Contiguous views share their storage; only strided ones are copied.
 pub mod pickle;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use tch::{Kind, Tensor};
@@ -29,6 +36,20 @@ const MAX_EXPANDED_NUMEL: i64 = 1 << 26;
 const MAX_PARAMETER_NESTING: usize = 4;
 /// Most dict levels followed when flattening nested state dicts.
 const MAX_NESTING: usize = 16;
+/// Most dimensions a tensor may have (torch itself stops at 64).
+const MAX_RANK: usize = 64;
+/// Longest storage key accepted (torch writes small decimal integers).
+const MAX_STORAGE_KEY_BYTES: usize = 64;
+/// Bytes one file may make the reader build, per byte of the file...
+pub const BUDGET_FILE_MULTIPLE: u64 = 2;
+/// ...plus this much (small files with a few expanded views).
+pub const BUDGET_BASE_BYTES: u64 = 64 << 20;
+/// The budget rule, as error messages state it.
+const BUDGET_RULE: &str = "2 × file size + 64 MiB";
+/// Most entries [`read_scalars`] returns (hyper-parameter dicts hold a few dozen).
+const MAX_SCALAR_ENTRIES: usize = 4096;
+/// Bookkeeping bytes charged per tensor record on top of its sizes and strides.
+const META_BYTES: u64 = 128;
 
 /// Where a tensor's data lies inside a storage, as recorded by `_rebuild_tensor_v2`.
 #[derive(Clone, Debug)]
@@ -56,13 +77,24 @@ pub fn read_state_dict(path: &Path, subkey: Option<&str>) -> Result<Vec<(String,
 
 /// As [`read_state_dict`], from any seekable reader; `label` names the source in errors.
 pub fn read_state_dict_from<R: Read + Seek>(
-    reader: R,
+    mut reader: R,
     label: &Path,
     subkey: Option<&str>,
 ) -> Result<Vec<(String, Tensor)>> {
+    let io = |source| ModelError::Io {
+        path: label.to_owned(),
+        source,
+    };
+    let file_len = reader.seek(SeekFrom::End(0)).map_err(io)?;
+    reader.seek(SeekFrom::Start(0)).map_err(io)?;
+    let budget = Budget::for_file(file_len, label);
     let mut archive = TorchArchive::open(reader, label)?;
     let pickle = archive.pickle()?;
-    let ctx = Ctx { pickle: &pickle, label };
+    let mut ctx = Ctx {
+        pickle: &pickle,
+        label,
+        budget,
+    };
     let root = match subkey {
         None => pickle.root,
         Some(key) => pickle.dict_get(pickle.root, key).ok_or_else(|| {
@@ -76,7 +108,149 @@ pub fn read_state_dict_from<R: Read + Seek>(
     if metas.is_empty() && pickle.as_dict(root).is_none() {
         return Err(ctx.error(format!("expected a dict of tensors, found {}", pickle.describe(root))));
     }
+    plan(&metas, &mut ctx.budget).map_err(|e| match e {
+        PlanError::Budget(e) => e,
+        PlanError::Tensor(name, why) => ctx.error(format!("tensor `{name}`: {why}")),
+    })?;
     archive.materialise(metas)
+}
+
+/// What one file may make the reader build, in bytes (see the module docs).
+struct Budget {
+    limit: u64,
+    used: u64,
+    path: PathBuf,
+}
+
+impl Budget {
+    fn for_file(file_len: u64, path: &Path) -> Self {
+        Self {
+            limit: file_len
+                .saturating_mul(BUDGET_FILE_MULTIPLE)
+                .saturating_add(BUDGET_BASE_BYTES),
+            used: 0,
+            path: path.to_owned(),
+        }
+    }
+
+    /// Adds `bytes` for `what` (built only on failure), failing once the total passes the limit.
+    fn charge(&mut self, bytes: u64, what: impl FnOnce() -> String) -> Result<()> {
+        self.used = self.used.saturating_add(bytes);
+        if self.used > self.limit {
+            return Err(ModelError::Budget {
+                path: self.path.clone(),
+                what: what(),
+                needed: self.used,
+                limit: self.limit,
+                rule: BUDGET_RULE,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why [`plan`] refused the tensors.
+enum PlanError {
+    Budget(ModelError),
+    /// Tensor name and reason.
+    Tensor(String, String),
+}
+
+/// Checks every tensor against its storage before anything is read: one kind and one size per
+/// storage key, views inside their storage, and the bytes of storages (each once) and of tensors
+/// that are not whole storages within `budget`.
+fn plan(metas: &[(String, TensorMeta)], budget: &mut Budget) -> std::result::Result<(), PlanError> {
+    let mut storages: HashMap<&str, (Kind, i64)> = HashMap::new();
+    for (name, m) in metas {
+        let bad = |why: String| PlanError::Tensor(name.clone(), why);
+        let elt = m.kind.elt_size_in_bytes() as u64;
+        match storages.get(m.storage_key.as_str()) {
+            Some(&(kind, numel)) if (kind, numel) != (m.kind, m.storage_numel) => {
+                return Err(bad(format!(
+                    "storage {} is declared as {} × {:?} here and {} × {:?} elsewhere",
+                    m.storage_key, m.storage_numel, m.kind, numel, kind
+                )));
+            }
+            Some(_) => {}
+            None => {
+                storages.insert(&m.storage_key, (m.kind, m.storage_numel));
+                let bytes = (m.storage_numel as u64).saturating_mul(elt);
+                budget
+                    .charge(bytes, || format!("storage {} of tensor `{name}`", m.storage_key))
+                    .map_err(PlanError::Budget)?;
+            }
+        }
+        let numel = check_view(m).map_err(bad)?;
+        let is_whole = m.offset == 0 && numel == m.storage_numel && is_contiguous_layout(&m.size, &m.stride);
+        if !is_whole {
+            let bytes = (numel as u64).saturating_mul(elt);
+            budget
+                .charge(bytes, || {
+                    format!("tensor `{name}` ({numel} elements viewing storage {})", m.storage_key)
+                })
+                .map_err(PlanError::Budget)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `stride` is the row-major layout of `size` (dimensions of size 1 may have any stride).
+fn is_contiguous_layout(size: &[i64], stride: &[i64]) -> bool {
+    let mut expected = 1i64;
+    for (&s, &st) in size.iter().zip(stride).rev() {
+        if s != 1 && st != expected {
+            return false;
+        }
+        expected = expected.saturating_mul(s);
+    }
+    true
+}
+
+/// A plain value of a pickled dict (e.g. a Lightning checkpoint's `hyper_parameters`): numbers,
+/// text and flags as they are, anything else only described.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    /// Another kind of value (container, object, big integer), as a short description.
+    Other(String),
+}
+
+/// The string-keyed entries of the top-level dict entry `key` (e.g. `"hyper_parameters"`) of a
+/// `torch.save` file, as [`Scalar`]s; `None` when the file has no such entry. No storage is read.
+pub fn read_scalars(path: &Path, key: &str) -> Result<Option<Vec<(String, Scalar)>>> {
+    let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut archive = TorchArchive::open(std::io::BufReader::new(file), path)?;
+    let pickle = archive.pickle()?;
+    let Some(dict) = pickle.dict_get(pickle.root, key) else {
+        return Ok(None);
+    };
+    let Some(items) = pickle.as_dict(dict) else {
+        return Err(archive.error(format!("`{key}` is {}, not a dict", pickle.describe(dict))));
+    };
+    let scalar = |v: Value| match v {
+        Value::None => Scalar::None,
+        Value::Bool(b) => Scalar::Bool(b),
+        Value::Int(i) => Scalar::Int(i),
+        Value::Float(f) => Scalar::Float(f),
+        Value::Ref(_) => match pickle.as_str(v) {
+            Some(s) => Scalar::Str(truncated(s)),
+            None => Scalar::Other(pickle.describe(v)),
+        },
+    };
+    Ok(Some(
+        items
+            .iter()
+            .take(MAX_SCALAR_ENTRIES)
+            .filter_map(|&(k, v)| pickle.as_str(k).map(|k| (truncated(k), scalar(v))))
+            .collect(),
+    ))
 }
 
 /// Keeps the entries whose key starts with `prefix` and removes the prefix (e.g. `lam.` in the
@@ -196,7 +370,8 @@ impl<R: Read + Seek> TorchArchive<R> {
         Ok(Some(buf))
     }
 
-    /// Loads each storage once (dropping it after its last user) and cuts the tensors out of it.
+    /// Loads each storage once (dropping it after its last user) and cuts the tensors out of it
+    /// (`metas` checked by [`plan`]).
     fn materialise(&mut self, metas: Vec<(String, TensorMeta)>) -> Result<Vec<(String, Tensor)>> {
         let mut uses: HashMap<String, usize> = HashMap::new();
         for (_, m) in &metas {
@@ -263,8 +438,8 @@ impl<R: Read + Seek> TorchArchive<R> {
     }
 }
 
-/// The tensor `m` describes, as a contiguous tensor of its own (bounds checked before viewing).
-fn view(storage: &Tensor, m: &TensorMeta) -> std::result::Result<Tensor, String> {
+/// Checks that the view `m` describes lies inside its storage and returns its element count.
+fn check_view(m: &TensorMeta) -> std::result::Result<i64, String> {
     if m.size.len() != m.stride.len() {
         return Err(format!("{} sizes but {} strides", m.size.len(), m.stride.len()));
     }
@@ -292,11 +467,26 @@ fn view(storage: &Tensor, m: &TensorMeta) -> std::result::Result<Tensor, String>
             return Err(format!("reaches element {last} of a storage of {}", m.storage_numel));
         }
     }
+    Ok(numel)
+}
+
+/// The tensor `m` describes: a view sharing `storage` when contiguous, else a contiguous copy
+/// (bounds checked before viewing).
+fn view(storage: &Tensor, m: &TensorMeta) -> std::result::Result<Tensor, String> {
+    check_view(m)?;
+    if storage.kind() != m.kind || storage.size() != [m.storage_numel] {
+        return Err(format!(
+            "storage holds {:?} {:?}, the tensor expects {} × {:?}",
+            storage.size(),
+            storage.kind(),
+            m.storage_numel,
+            m.kind
+        ));
+    }
     let t = storage
         .f_as_strided(m.size.as_slice(), m.stride.as_slice(), m.offset)
         .map_err(|e| e.to_string())?;
-    // A fresh copy unless the view is exactly the whole (contiguous) storage.
-    if numel == m.storage_numel && t.is_contiguous() {
+    if t.is_contiguous() {
         Ok(t)
     } else {
         let mut out = Tensor::f_empty(m.size.as_slice(), (m.kind, tch::Device::Cpu)).map_err(|e| e.to_string())?;
@@ -308,6 +498,8 @@ fn view(storage: &Tensor, m: &TensorMeta) -> std::result::Result<Tensor, String>
 struct Ctx<'a> {
     pickle: &'a Pickle,
     label: &'a Path,
+    /// Charged for key text and tensor records while walking.
+    budget: Budget,
 }
 
 impl Ctx<'_> {
@@ -320,7 +512,7 @@ impl Ctx<'_> {
 
     /// Walks a dict, recording the tensors (nested dicts flattened with `.`).
     fn collect(
-        &self,
+        &mut self,
         dict: Value,
         prefix: &str,
         depth: usize,
@@ -335,19 +527,49 @@ impl Ctx<'_> {
             }
         }
         for &(k, v) in items {
-            let Some(key) = p.key_string(k) else { continue };
+            let is_dict = p.as_dict(v).is_some() && depth < MAX_NESTING;
+            if !is_dict && !self.is_tensor(v) {
+                continue;
+            }
+            let key: std::borrow::Cow<str> = match k {
+                Value::Int(i) => i.to_string().into(),
+                k => match p.as_str(k) {
+                    Some(s) => s.into(),
+                    None => continue,
+                },
+            };
+            // The name is charged before it is built: a huge key repeated a million times fails
+            // here, not in the allocator.
+            let len = (prefix.len() + 1 + key.len()) as u64;
+            self.budget.charge(len, || {
+                format!("key text (a key of {} bytes under `{}`)", key.len(), truncated(prefix))
+            })?;
             let name = if prefix.is_empty() {
-                key
+                key.into_owned()
             } else {
                 format!("{prefix}.{key}")
             };
             if let Some(meta) = self.tensor_meta(v, &name)? {
+                let record = META_BYTES + 16 * meta.size.len() as u64;
+                self.budget
+                    .charge(record, || format!("tensor records (at `{}`)", truncated(&name)))?;
                 out.push((name, meta));
-            } else if p.as_dict(v).is_some() && depth < MAX_NESTING {
+            } else if is_dict {
                 self.collect(v, &name, depth + 1, seen, out)?;
             }
         }
         Ok(())
+    }
+
+    /// Whether `v` is built by one of torch's rebuild functions (checked in full by
+    /// [`Self::tensor_meta`]).
+    fn is_tensor(&self, v: Value) -> bool {
+        let p = self.pickle;
+        let Some(Node::Object { class, .. }) = p.node(v) else {
+            return false;
+        };
+        p.as_global(*class)
+            .is_some_and(|(module, func)| module == "torch._utils" && func.starts_with("_rebuild"))
     }
 
     /// `Some` if `v` is a tensor rebuilt by one of torch's tensor/parameter constructors.
@@ -385,6 +607,9 @@ impl Ctx<'_> {
                     .as_int(args[1])
                     .ok_or_else(|| bad("storage offset is not an integer"))?;
                 let ints = |v: Value, what: &str| -> Result<Vec<i64>> {
+                    if p.as_tuple(v).is_some_and(|t| t.len() > MAX_RANK) {
+                        return Err(bad(&format!("{what} has more than {MAX_RANK} dimensions")));
+                    }
                     p.as_tuple(v)
                         .and_then(|t| t.iter().map(|&x| p.as_int(x)).collect::<Option<Vec<i64>>>())
                         .ok_or_else(|| bad(&format!("{what} is not a tuple of integers")))
@@ -420,7 +645,19 @@ impl Ctx<'_> {
             return Err(format!("unexpected storage class {module}.{class}"));
         }
         let kind = storage_kind(class).ok_or_else(|| format!("unsupported storage class {module}.{class}"))?;
-        let key = p.key_string(t[2]).ok_or("storage key is not a string")?;
+        let key = match t[2] {
+            Value::Int(i) => i.to_string(),
+            k => {
+                let s = p.as_str(k).ok_or("storage key is not a string")?;
+                if s.len() > MAX_STORAGE_KEY_BYTES {
+                    return Err(format!(
+                        "storage key of {} bytes (at most {MAX_STORAGE_KEY_BYTES})",
+                        s.len()
+                    ));
+                }
+                s.to_owned()
+            }
+        };
         if key.is_empty() || key.contains(['/', '\\']) || key.contains("..") {
             return Err(format!("invalid storage key {key:?}"));
         }
@@ -447,4 +684,13 @@ fn storage_kind(class: &str) -> Option<Kind> {
         "BoolStorage" => Kind::Bool,
         _ => return None,
     })
+}
+
+/// At most 80 characters of `s`, for error messages.
+fn truncated(s: &str) -> String {
+    let mut t: String = s.chars().take(80).collect();
+    if t.len() < s.len() {
+        t.push('…');
+    }
+    t
 }

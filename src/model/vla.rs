@@ -218,6 +218,16 @@ impl UniVla {
         self.device
     }
 
+    /// Side in pixels of the square images the vision backbone takes (`image_sizes` in config.json).
+    pub fn image_size(&self) -> i64 {
+        self.vision.featurizer().config().img_size
+    }
+
+    /// Channels of `pixel_values` (3 per backbone).
+    pub fn image_channels(&self) -> i64 {
+        self.vision.num_channels()
+    }
+
     /// Image patches spliced into the prompt.
     pub fn num_patches(&self) -> i64 {
         self.vision.num_patches()
@@ -228,33 +238,33 @@ impl UniVla {
     }
 
     /// A decoding state for sequences of up to `capacity` tokens (prefix + 4), decoding the
-    /// `Auto` way.
-    pub fn decode_state(&self, capacity: i64) -> DecodeState {
+    /// `Auto` way; `capacity` must lie in 1..=max_position_embeddings.
+    pub fn decode_state(&self, capacity: i64) -> Result<DecodeState> {
         self.decode_state_with(capacity, DecodeMode::Auto)
     }
 
     /// A decoding state whose decode steps run the `mode` way.
-    pub fn decode_state_with(&self, capacity: i64, mode: DecodeMode) -> DecodeState {
+    pub fn decode_state_with(&self, capacity: i64, mode: DecodeMode) -> Result<DecodeState> {
         let (device, n) = (self.device, LATENT_TOKENS as i64);
         let mode = match mode {
             DecodeMode::Auto if self.device.is_cuda() && super::cuda_graph::COMPILED => DecodeMode::Graphs,
             DecodeMode::Auto => DecodeMode::Dynamic,
             other => other,
         };
-        DecodeState {
-            rope: Rope::new(&self.cfg.text_config, capacity, self.kind, device),
-            cache: KvCache::new(&self.cfg.text_config, capacity, self.kind, device),
+        Ok(DecodeState {
+            rope: Rope::new(&self.cfg.text_config, capacity, self.kind, device)?,
+            cache: KvCache::new(&self.cfg.text_config, capacity, self.kind, device)?,
             fixed: FixedBuffers {
-                positions: Tensor::arange(capacity, (Kind::Int64, device)),
-                pos: Tensor::zeros([1], (Kind::Int64, device)),
-                tokens: Tensor::zeros([1, n], (Kind::Int64, device)),
-                states: Tensor::zeros([1, n, self.hidden_size()], (self.kind, device)),
-                logits: Tensor::zeros([n, self.cfg.text_config.vocab_size], (Kind::Float, device)),
+                positions: Tensor::f_arange(capacity, (Kind::Int64, device))?,
+                pos: Tensor::f_zeros([1], (Kind::Int64, device))?,
+                tokens: Tensor::f_zeros([1, n], (Kind::Int64, device))?,
+                states: Tensor::f_zeros([1, n, self.hidden_size()], (self.kind, device))?,
+                logits: Tensor::f_zeros([n, self.cfg.text_config.vocab_size], (Kind::Float, device))?,
             },
             mode,
             graphs: GraphSlot::Empty,
             vision: VisionSlot::Empty,
-        }
+        })
     }
 
     /// Patch features of `pixel_values` [1, 6, 224, 224] projected into the LM space [1, P, H].
@@ -350,13 +360,28 @@ impl UniVla {
                 "prompt must hold BOS and at least one token".into(),
             ));
         }
-        let patches = projected.size()[1];
+        let vocab = self.cfg.text_config.vocab_size;
+        if let Some(id) = input_ids.iter().find(|id| !(0..vocab).contains(*id)) {
+            return Err(ModelError::Invalid(format!(
+                "prompt id {id} is outside the vocabulary (vocab_size {vocab})"
+            )));
+        }
+        let patches = match projected.size().as_slice() {
+            [1, p, h] if *h == self.hidden_size() => *p,
+            other => {
+                return Err(ModelError::Invalid(format!(
+                    "projected patches must be [1, patches, {}], got {other:?}",
+                    self.hidden_size()
+                )))
+            }
+        };
         if patches < VISUAL_EMBED_POSITIONS {
             return Err(ModelError::Invalid(format!(
                 "{patches} image patches; the action head needs at least {VISUAL_EMBED_POSITIONS}"
             )));
         }
         let prefix_len = patches + input_ids.len() as i64;
+        let n_ids = input_ids.len() as i64;
         let needed = prefix_len + LATENT_TOKENS as i64 - 1;
         if needed > state.cache.capacity() {
             return Err(ModelError::Invalid(format!(
@@ -365,24 +390,26 @@ impl UniVla {
                 state.cache.capacity()
             )));
         }
-        let ids = Tensor::from_slice(input_ids).to_device(self.device).view([1, -1]);
+        let ids = Tensor::f_from_slice(input_ids)?
+            .f_to_device(self.device)?
+            .f_view([1, -1])?;
         let embeds = Tensor::f_cat(
             &[
-                self.llm.embed(&ids.narrow(1, 0, 1)),
+                self.llm.embed(&ids.f_narrow(1, 0, 1)?)?,
                 projected.shallow_clone(),
-                self.llm.embed(&ids.narrow(1, 1, ids.size()[1] - 1)),
+                self.llm.embed(&ids.f_narrow(1, 1, n_ids - 1)?)?,
             ],
             1,
         )?;
         state.cache.reset();
         let hidden = self.llm.forward_embeds(&embeds, &state.rope, &mut state.cache, None)?;
         obs.stage_done("prefill");
-        let eos = self.cfg.text_config.eos_token_id;
+        let eos = self.cfg.eos_ids();
         // Token 1 from the prefill's last position; each decode step then feeds the last token
         // in and chooses the next one from its logits.
-        let last = hidden.narrow(1, prefix_len - 1, 1);
+        let last = hidden.f_narrow(1, prefix_len - 1, 1)?;
         let first_logits = self.llm.logits(&last).squeeze_dim(1);
-        let first = decoding.next_token(&first_logits, eos);
+        let first = decoding.next_token(&first_logits, &eos)?;
         let (generated, states, logits) = match state.mode {
             DecodeMode::Dynamic | DecodeMode::Auto => {
                 obs.stage_done(DECODE_STAGES[0]);
@@ -390,10 +417,13 @@ impl UniVla {
                 let mut logits = vec![first_logits];
                 let mut tokens = vec![first];
                 for stage in &DECODE_STAGES[1..] {
-                    let input = self.llm.embed(&tokens[tokens.len() - 1]);
+                    let input = match tokens.last() {
+                        Some(t) => self.llm.embed(t)?,
+                        None => return Err(ModelError::Invalid("no token to decode from".into())),
+                    };
                     let h = self.llm.forward_embeds(&input, &state.rope, &mut state.cache, None)?;
                     let step_logits = self.llm.logits(&h).squeeze_dim(1);
-                    tokens.push(decoding.next_token(&step_logits, eos));
+                    tokens.push(decoding.next_token(&step_logits, &eos)?);
                     states.push(h);
                     if keep_logits {
                         logits.push(step_logits);
@@ -422,7 +452,7 @@ impl UniVla {
         let generated = Vec::<i64>::try_from(generated.view([-1]).to_device(Device::Cpu))?;
         Ok(LatentOutput {
             generated,
-            visual_embed: hidden.narrow(1, 0, VISUAL_EMBED_POSITIONS).to_kind(Kind::Float),
+            visual_embed: hidden.f_narrow(1, 0, VISUAL_EMBED_POSITIONS)?.f_to_kind(Kind::Float)?,
             latent_action: states.to_kind(Kind::Float),
             prefix_len,
             logits,
@@ -477,10 +507,10 @@ impl UniVla {
         } = state;
         let pos = &f.pos + k;
         let mask = f.positions.le_tensor(&pos).view([1, 1, 1, -1]);
-        let input = self.llm.embed(&f.tokens.narrow(1, k, 1));
+        let input = self.llm.embed(&f.tokens.narrow(1, k, 1))?;
         let h = self.llm.forward_token_at(&input, &pos, &mask, rope, cache)?;
         let logits = self.llm.logits(&h).squeeze_dim(1);
-        let next = decoding.next_token(&logits, self.cfg.text_config.eos_token_id);
+        let next = decoding.next_token(&logits, &self.cfg.eos_ids())?;
         f.states.narrow(1, k + 1, 1).copy_(&h);
         f.logits.narrow(0, k + 1, 1).copy_(&logits);
         f.tokens.narrow(1, k + 1, 1).copy_(&next);

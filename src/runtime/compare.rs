@@ -99,7 +99,7 @@ fn slice_cosine(a: &[f64], b: &[f64]) -> Result<f64> {
 fn forced_step(policy: &Policy, pixel_values: &Tensor, ids: &[i64]) -> Result<LatentOutput> {
     let vla = policy.vla();
     let capacity = vla.num_patches() + policy.options().max_prompt_tokens + LATENT_TOKENS as i64;
-    let mut state = vla.decode_state_with(capacity, policy.options().decode);
+    let mut state = vla.decode_state_with(capacity, policy.options().decode)?;
     tch::no_grad(|| {
         let projected = vla.encode_image_in(pixel_values, &mut state, &mut ())?;
         Ok(vla.latent_step(&projected, ids, Decoding::Greedy, &mut state, true, &mut ())?)

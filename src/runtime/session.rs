@@ -180,6 +180,20 @@ impl Policy {
             }
         }
         .with_resize_method(opts.resize);
+        let (crop_h, crop_w) = processor.output_size();
+        let side = vla.image_size();
+        if i64::from(crop_h) != side
+            || i64::from(crop_w) != side
+            || processor.num_channels() as i64 != vla.image_channels()
+        {
+            return Err(RuntimeError::Invalid(format!(
+                "{}: tvf_crop_params output {crop_h}x{crop_w} with {} channels does not fit the vision backbone \
+                 of config.json ({side}x{side} px, {} channels)",
+                files.preprocessor.as_deref().unwrap_or(files.dir.as_path()).display(),
+                processor.num_channels(),
+                vla.image_channels()
+            )));
+        }
         let preset = opts.preset.unwrap_or_else(|| Preset::for_head(head.kind()));
         check_preset(preset, head.kind())?;
         let bounds = match preset {
@@ -408,7 +422,7 @@ impl Session {
             policy.vla.config().text_config.max_position_embeddings.min(
                 policy.vla.num_patches() + policy.opts.max_prompt_tokens + crate::model::prompt::LATENT_TOKENS as i64,
             );
-        let state = policy.vla.decode_state_with(capacity, policy.opts.decode);
+        let state = policy.vla.decode_state_with(capacity, policy.opts.decode)?;
         let dim = policy.head.action_dim() as usize;
         let executor = match policy.opts.execution {
             Execution::Ensemble if policy.preset == Preset::RealWorld => {

@@ -80,7 +80,7 @@ struct ProprioProj {
 }
 
 /// Sizes a head's weights do not record, from its `action_decoder_config.json` entry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeadConfig {
     /// Attention heads of the MAP blocks (`n_heads`).
     pub n_heads: Option<i64>,
@@ -90,6 +90,8 @@ pub struct HeadConfig {
     pub action_dim: Option<i64>,
     /// Temporal ensemble size the head was deployed with (`temporal_size`).
     pub temporal_size: Option<i64>,
+    /// Where the values came from, for errors: `<config file>: entry for <weights file>`.
+    pub source: Option<String>,
 }
 
 impl HeadConfig {
@@ -131,12 +133,31 @@ impl HeadConfig {
                 },
             }
         };
-        Ok(Self {
+        let cfg = Self {
             n_heads: positive("n_heads")?,
             window: positive("window_size")?,
             action_dim: positive("action_dim")?,
             temporal_size: positive("temporal_size")?,
-        })
+            source: Some(format!("{}: entry for {file_name}", config.display())),
+        };
+        if let (Some(t), Some(w)) = (cfg.temporal_size, cfg.window) {
+            if t > w {
+                return Err(ModelError::Config(format!(
+                    "{}: temporal_size {t} of {file_name} exceeds its window_size {w}",
+                    config.display()
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// A configuration error about the `fields` this config set, naming its file when it came
+    /// from one (else the weights at `weights`).
+    fn error(&self, weights: &str, fields: &str, why: String) -> ModelError {
+        match &self.source {
+            Some(source) => ModelError::Config(format!("{source}: {fields}: {why}")),
+            None => ModelError::Config(format!("{weights}: {why}")),
+        }
     }
 }
 
@@ -200,6 +221,9 @@ impl ActionHead {
     /// weights do not record come from `config` (else the reference's defaults).
     pub fn with_config(vb: &VarBuilder, config: &HeadConfig) -> Result<Self> {
         let n_heads = config.n_heads.unwrap_or(DEFAULT_N_HEADS);
+        if n_heads <= 0 {
+            return Err(config.error(&vb.path("n_heads"), "n_heads", format!("{n_heads} heads")));
+        }
         let kind = if vb.contains("latent_action_pool.latents") {
             HeadKind::Libero
         } else if vb.contains("attn_pool.latents") && vb.contains("proprio_proj.0.weight") {
@@ -218,7 +242,10 @@ impl ActionHead {
         } else {
             "attn_pool"
         };
-        let action_pool = MapBlock::new(&vb.pp(pool_name), n_heads)?;
+        let action_pool = MapBlock::new(&vb.pp(pool_name), n_heads).map_err(|e| match (&config.n_heads, e) {
+            (Some(_), ModelError::Config(why)) if config.source.is_some() => config.error("", "n_heads", why),
+            (_, e) => e,
+        })?;
         let embed = action_pool.embed_dim();
         // Only the R2R reference makes the visual pool optional (`add_visual_embed`); the arm
         // heads always have one, so a missing one there is a load error below.
@@ -240,9 +267,29 @@ impl ActionHead {
             HeadKind::R2r if visual_pool.is_some() => (vb.pp("proj"), NAV_ACTION_DIM, 2 * embed),
             HeadKind::R2r => (vb.pp("proj"), NAV_ACTION_DIM, embed),
         };
-        let rows = proj_vb.require_shape("weight")?[0];
-        let (window, action_dim) = chunk_shape(rows, config, default_dim)
-            .map_err(|why| ModelError::Config(format!("{}: {why}", proj_vb.path("weight"))))?;
+        let rows = match proj_vb.require_shape("weight")?.as_slice() {
+            [rows, _] => *rows,
+            other => {
+                return Err(ModelError::Config(format!(
+                    "{} has shape {other:?}, expected [rows, width]",
+                    proj_vb.path("weight")
+                )))
+            }
+        };
+        let (window, action_dim) = chunk_shape(rows, config, default_dim).map_err(|why| {
+            config.error(
+                &proj_vb.path("weight"),
+                "window_size / action_dim",
+                format!("{why} (the weights {} have {rows} output rows)", proj_vb.path("weight")),
+            )
+        })?;
+        if config.temporal_size.is_some_and(|t| t > window) {
+            return Err(config.error(
+                &proj_vb.path("weight"),
+                "temporal_size",
+                format!("exceeds the {window}-step window"),
+            ));
+        }
         let proj = Linear::new(&proj_vb, proj_in, rows, true)?;
         let proprio = if kind == HeadKind::RealWorld {
             let pvb = vb.pp("proprio_proj");
@@ -421,6 +468,9 @@ pub fn n_heads_from_config(path: &Path) -> Result<Option<i64>> {
 /// Splits `rows` output values into `(window, action_dim)`: from the config's `action_dim` or
 /// `window_size` when given (both must agree with `rows`), else with `default_dim` values per step.
 fn chunk_shape(rows: i64, config: &HeadConfig, default_dim: i64) -> std::result::Result<(i64, i64), String> {
+    if config.window.is_some_and(|w| w <= 0) || config.action_dim.is_some_and(|a| a <= 0) || default_dim <= 0 {
+        return Err("window_size and action_dim must be positive".into());
+    }
     let (window, dim) = match (config.window, config.action_dim) {
         (Some(w), Some(a)) => (w, a),
         (Some(w), None) => (w, if rows % w == 0 { rows / w } else { 0 }),
@@ -429,7 +479,7 @@ fn chunk_shape(rows: i64, config: &HeadConfig, default_dim: i64) -> std::result:
             (if rows % a == 0 { rows / a } else { 0 }, a)
         }
     };
-    if rows <= 0 || window <= 0 || dim <= 0 || window * dim != rows {
+    if rows <= 0 || window <= 0 || dim <= 0 || window.checked_mul(dim) != Some(rows) {
         return Err(format!(
             "{rows} output rows do not split into a window of {} steps × {} values",
             config.window.map_or("W".into(), |w| w.to_string()),

@@ -8,7 +8,11 @@
 //!
 //! Heap values live in an arena and are referred to by index, so a memo reference (`BINGET`) costs
 //! O(1) and containers mutated after memoisation stay shared, as in Python. Every allocation is
-//! bounded by [`Limits`] and by the input length, so hostile input costs bounded time and memory.
+//! bounded by [`Limits`] and by the input length: counts of memo entries, stack slots, nodes and
+//! container items, and a byte budget over everything the arena holds that grows with the input
+//! ([`BYTES_PER_INPUT_BYTE`] × length + [`BYTES_BASE`]), so hostile input costs bounded time and
+//! memory (a large string memoised once and referenced a million times is never copied a million
+//! times).
 //!
 //! This file is self-contained (no `crate::` paths) so the fuzz target can include it directly.
 use std::collections::HashMap;
@@ -23,17 +27,35 @@ pub struct Limits {
     pub max_stack: usize,
     /// Most heap nodes (strings, containers, objects) created.
     pub max_nodes: usize,
+    /// Most items held by all containers together (list/tuple/set entries, dict pairs count 2).
+    pub max_items: usize,
+    /// Most bytes the arena may hold (nodes, their text and items); [`parse`] lowers it further
+    /// to [`BYTES_PER_INPUT_BYTE`] × input length + [`BYTES_BASE`].
+    pub max_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_memo: 1 << 21,
-            max_stack: 1 << 22,
+            max_memo: 1 << 20,
+            max_stack: 1 << 20,
             max_nodes: 1 << 22,
+            max_items: 1 << 23,
+            max_bytes: 1 << 30,
         }
     }
 }
+
+/// Arena bytes allowed per input byte. A `torch.save` state dict needs about 13 by estimate (a
+/// tensor entry of ~110 pickle bytes becomes ~10 nodes of ~100 bytes plus their text and
+/// items); 32 leaves room without letting input amplify much.
+pub const BYTES_PER_INPUT_BYTE: usize = 32;
+/// Most keys [`Pickle::dict_keys`] lists.
+pub const MAX_LISTED_KEYS: usize = 32;
+/// Longest key text [`Pickle::dict_keys`] lists.
+pub const MAX_LISTED_KEY_CHARS: usize = 80;
+/// Arena bytes allowed on top of the per-input-byte share (small pickles).
+pub const BYTES_BASE: usize = 1 << 20;
 
 /// Why a pickle could not be interpreted; `offset` is the byte position of the opcode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +134,12 @@ struct Machine<'a> {
     memo: HashMap<u32, Value>,
     nodes: Vec<Node>,
     limits: Limits,
+    /// Items held by containers so far.
+    items: usize,
+    /// Arena bytes so far (see [`Limits::max_bytes`]).
+    bytes: usize,
+    /// The byte budget of this input.
+    max_bytes: usize,
 }
 
 type Res<T> = Result<T, PickleError>;
@@ -126,6 +154,13 @@ pub fn parse(data: &[u8], limits: Limits) -> Result<Pickle, PickleError> {
         memo: HashMap::new(),
         nodes: Vec::new(),
         limits,
+        items: 0,
+        bytes: 0,
+        max_bytes: limits.max_bytes.min(
+            data.len()
+                .saturating_mul(BYTES_PER_INPUT_BYTE)
+                .saturating_add(BYTES_BASE),
+        ),
     };
     let root = m.run()?;
     Ok(Pickle { nodes: m.nodes, root })
@@ -195,10 +230,39 @@ impl Machine<'_> {
         Ok(())
     }
 
+    /// Counts `items` new container items and `bytes` new arena bytes against the limits.
+    fn charge(&mut self, items: usize, bytes: usize) -> Res<()> {
+        self.items = self.items.saturating_add(items);
+        if self.items > self.limits.max_items {
+            return self.err(format!("container item limit of {} exceeded", self.limits.max_items));
+        }
+        let item_bytes = items.saturating_mul(std::mem::size_of::<Value>());
+        self.bytes = self.bytes.saturating_add(bytes).saturating_add(item_bytes);
+        if self.bytes > self.max_bytes {
+            return self.err(format!(
+                "memory budget of {} bytes exceeded ({BYTES_PER_INPUT_BYTE} per input byte + {BYTES_BASE})",
+                self.max_bytes
+            ));
+        }
+        Ok(())
+    }
+
     fn alloc(&mut self, node: Node) -> Res<Value> {
         if self.nodes.len() >= self.limits.max_nodes {
             return self.err("node limit exceeded");
         }
+        let (items, payload) = match &node {
+            Node::Str(s) => (0, s.len()),
+            Node::Bytes(b) | Node::BigInt(b) => (0, b.len()),
+            Node::Tuple(v) | Node::List(v) | Node::Set(v) => (v.len(), 0),
+            Node::Dict(d) => (2 * d.len(), 0),
+            Node::Global { module, name } => (0, module.len() + name.len()),
+            Node::PersId(_) => (0, 0),
+            Node::Object {
+                list_items, dict_items, ..
+            } => (list_items.len() + 2 * dict_items.len(), 0),
+        };
+        self.charge(items, payload.saturating_add(std::mem::size_of::<Node>()))?;
         self.nodes.push(node);
         Ok(Value::Ref(self.nodes.len() - 1))
     }
@@ -295,6 +359,7 @@ impl Machine<'_> {
     }
 
     fn append(&mut self, target: Value, items: Vec<Value>) -> Res<()> {
+        self.charge(items.len(), 0)?;
         match self.node_mut(target) {
             Some(Node::List(l)) | Some(Node::Set(l)) => l.extend(items),
             Some(Node::Object { list_items, .. }) => list_items.extend(items),
@@ -307,6 +372,7 @@ impl Machine<'_> {
         if !items.len().is_multiple_of(2) {
             return self.err("SETITEMS with an odd number of values");
         }
+        self.charge(items.len(), 0)?;
         let pairs = items.chunks_exact(2).map(|p| (p[0], p[1]));
         match self.node_mut(target) {
             Some(Node::Dict(d)) => d.extend(pairs),
@@ -712,11 +778,30 @@ impl Pickle {
             .map(|(_, v)| *v)
     }
 
-    /// The string keys of a dict (for error messages).
+    /// The string keys of a dict, for error messages: at most [`MAX_LISTED_KEYS`] of them, each
+    /// cut to [`MAX_LISTED_KEY_CHARS`] characters (a hostile dict may repeat a huge key millions
+    /// of times), with a last entry saying how many were left out.
     pub fn dict_keys(&self, dict: Value) -> Vec<String> {
-        self.as_dict(dict)
-            .map(|d| d.iter().filter_map(|(k, _)| self.key_string(*k)).collect())
-            .unwrap_or_default()
+        let Some(d) = self.as_dict(dict) else { return Vec::new() };
+        let mut keys: Vec<String> = d
+            .iter()
+            .filter_map(|(k, _)| match *k {
+                Value::Int(i) => Some(i.to_string()),
+                k => self.as_str(k).map(|s| {
+                    let mut cut: String = s.chars().take(MAX_LISTED_KEY_CHARS).collect();
+                    if cut.len() < s.len() {
+                        cut.push('…');
+                    }
+                    cut
+                }),
+            })
+            .take(MAX_LISTED_KEYS + 1)
+            .collect();
+        if keys.len() > MAX_LISTED_KEYS {
+            keys.truncate(MAX_LISTED_KEYS);
+            keys.push(format!("… ({} entries in all)", d.len()));
+        }
+        keys
     }
 
     /// A dict key as text: strings as-is, integers in decimal.

@@ -9,6 +9,9 @@ use crate::model::error::{ModelError, Result};
 pub const VIT_NORM_EPS: f64 = 1e-6;
 /// Resolution Prismatic builds its backbones at when `image_sizes` is absent.
 pub const DEFAULT_IMAGE_SIZE: i64 = 224;
+/// Largest input side accepted from `config.json` (released: 224; larger sizes would only
+/// allocate position tables no checkpoint has).
+const MAX_IMAGE_SIZE: i64 = 4096;
 /// SigLIP-So400m MLP ratio (timm: `mlp_ratio=3.7362`, hidden = int(1152·3.7362) = 4304).
 const SO400M_MLP_RATIO: f64 = 3.7362;
 const STANDARD_MLP_RATIO: f64 = 4.0;
@@ -200,9 +203,9 @@ impl VitConfig {
                 self.embed_dim, self.num_heads, self.depth
             ));
         }
-        if self.img_size < self.patch_size {
+        if self.patch_size <= 0 || self.img_size < self.patch_size || self.img_size > MAX_IMAGE_SIZE {
             return bad(format!(
-                "image size {} is smaller than patch size {}",
+                "image size {} (image_sizes) must be between patch size {} and {MAX_IMAGE_SIZE}",
                 self.img_size, self.patch_size
             ));
         }

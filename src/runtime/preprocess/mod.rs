@@ -26,6 +26,10 @@ pub use tf_crop::{center_crop_and_resize, CENTER_CROP_AREA, CENTER_CROP_SIZE};
 const PIL_BICUBIC: i64 = 3;
 /// Channels per backbone branch.
 const RGB: usize = 3;
+/// Largest resize or crop side accepted from `preprocessor_config.json` (released: 224, 384).
+pub const MAX_IMAGE_SIDE: u32 = 4096;
+/// `image_resize_strategy` values of the official processor (letterbox is refused separately).
+const RESIZE_STRATEGIES: [&str; 3] = ["resize-naive", "resize-crop", "letterbox"];
 
 /// How the uint8 image is resized to the backbone resolution.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,8 +133,8 @@ struct RawCrop {
 
 #[derive(Deserialize)]
 struct RawNormalize {
-    mean: [f64; 3],
-    std: [f64; 3],
+    mean: Vec<f64>,
+    std: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -164,10 +168,10 @@ impl ImageProcessor {
         }
         if normalize
             .iter()
-            .any(|n| n.std.iter().any(|&s| s == 0.0 || !s.is_finite()))
+            .any(|n| n.std.iter().any(|&s| !(s > 0.0 && s.is_finite())) || n.mean.iter().any(|m| !m.is_finite()))
         {
             return Err(PreprocessError::Invalid(
-                "normalisation std must be finite and non-zero".into(),
+                "normalisation std must be positive and finite, mean finite".into(),
             ));
         }
         Ok(Self {
@@ -203,54 +207,101 @@ impl ImageProcessor {
         Self::from_config_str(&text, path)
     }
 
-    /// Parses the JSON text of `preprocessor_config.json`; `path` names it in errors.
+    /// Parses the JSON text of `preprocessor_config.json`; `path` names it in errors. Every field
+    /// read is checked here, once, and errors name it: sizes positive and at most
+    /// [`MAX_IMAGE_SIDE`], the resize covering the crop, three finite means and three positive
+    /// finite stds per branch.
     pub fn from_config_str(json: &str, path: &Path) -> Result<Self> {
         let bad = |reason: String| PreprocessError::Config {
             path: path.to_path_buf(),
             reason,
         };
         let raw: RawProcessorConfig = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+        if let Some(strategy) = raw.image_resize_strategy.as_deref() {
+            if !RESIZE_STRATEGIES.contains(&strategy) {
+                return Err(bad(format!(
+                    "image_resize_strategy `{strategy}` is not one of {}",
+                    RESIZE_STRATEGIES.join(", ")
+                )));
+            }
+        }
         if raw.tvf_do_letterbox || raw.image_resize_strategy.as_deref() == Some("letterbox") {
-            return Err(bad("letterbox padding is not supported".into()));
+            return Err(bad("letterbox padding (tvf_do_letterbox) is not supported".into()));
         }
         let n = raw.tvf_normalize_params.len();
         if n == 0 || raw.tvf_resize_params.len() != n || raw.tvf_crop_params.len() != n {
             return Err(bad(format!(
-                "need one resize/crop/normalize entry per backbone (got {}/{}/{})",
+                "need one tvf_resize_params / tvf_crop_params / tvf_normalize_params entry per backbone (got {}/{}/{})",
                 raw.tvf_resize_params.len(),
                 raw.tvf_crop_params.len(),
                 n
             )));
         }
-        let resize_of = |r: &RawResize| match r.size {
-            RawSize::One(s) => ResizeTarget::ShorterSide(s),
-            RawSize::Pair([h, w]) => ResizeTarget::Exact { width: w, height: h },
-        };
-        let crop_of = |c: &RawCrop| match c.output_size {
-            RawSize::One(s) => (s, s),
-            RawSize::Pair([h, w]) => (h, w),
-        };
-        let resize = resize_of(&raw.tvf_resize_params[0]);
-        let crop = crop_of(&raw.tvf_crop_params[0]);
-        for (r, c) in raw.tvf_resize_params.iter().zip(&raw.tvf_crop_params) {
-            if resize_of(r) != resize || crop_of(c) != crop {
-                return Err(bad("backbones with different input sizes are not supported".into()));
+        let side = |v: u32, field: String| -> Result<u32> {
+            if v == 0 || v > MAX_IMAGE_SIDE {
+                return Err(bad(format!("{field} {v} must be between 1 and {MAX_IMAGE_SIDE}")));
             }
-            if let Some(i) = r.interpolation.filter(|&i| i != PIL_BICUBIC) {
+            Ok(v)
+        };
+        let resize_of = |i: usize, r: &RawResize| -> Result<ResizeTarget> {
+            let field = format!("tvf_resize_params[{i}].size");
+            Ok(match r.size {
+                RawSize::One(s) => ResizeTarget::ShorterSide(side(s, field)?),
+                RawSize::Pair([h, w]) => ResizeTarget::Exact {
+                    width: side(w, field.clone())?,
+                    height: side(h, field)?,
+                },
+            })
+        };
+        let crop_of = |i: usize, c: &RawCrop| -> Result<(u32, u32)> {
+            let field = format!("tvf_crop_params[{i}].output_size");
+            Ok(match c.output_size {
+                RawSize::One(s) => (side(s, field.clone())?, side(s, field)?),
+                RawSize::Pair([h, w]) => (side(h, field.clone())?, side(w, field)?),
+            })
+        };
+        let resize = resize_of(0, &raw.tvf_resize_params[0])?;
+        let crop = crop_of(0, &raw.tvf_crop_params[0])?;
+        for (i, (r, c)) in raw.tvf_resize_params.iter().zip(&raw.tvf_crop_params).enumerate() {
+            if resize_of(i, r)? != resize || crop_of(i, c)? != crop {
                 return Err(bad(format!(
-                    "only bicubic resizing (3) is supported, got interpolation {i}"
+                    "tvf_resize_params[{i}] / tvf_crop_params[{i}] differ from entry 0: backbones with different input sizes are not supported"
+                )));
+            }
+            if let Some(v) = r.interpolation.filter(|&v| v != PIL_BICUBIC) {
+                return Err(bad(format!(
+                    "tvf_resize_params[{i}].interpolation: only bicubic resizing (3) is supported, got {v}"
                 )));
             }
         }
-        let to_f32 = |v: [f64; 3]| v.map(|x| x as f32);
-        let normalize = raw
-            .tvf_normalize_params
-            .iter()
-            .map(|p| Normalize {
-                mean: to_f32(p.mean),
-                std: to_f32(p.std),
-            })
-            .collect();
+        let covers = match resize {
+            ResizeTarget::Exact { width, height } => width >= crop.1 && height >= crop.0,
+            ResizeTarget::ShorterSide(s) => s >= crop.0.max(crop.1),
+        };
+        if !covers {
+            return Err(bad(format!(
+                "tvf_resize_params[0].size {resize:?} is smaller than tvf_crop_params[0].output_size {crop:?} (height, width)"
+            )));
+        }
+        let mut normalize = Vec::with_capacity(n);
+        for (i, p) in raw.tvf_normalize_params.iter().enumerate() {
+            let values = |v: &[f64], what: &str, positive: bool| -> Result<[f32; 3]> {
+                let field = format!("tvf_normalize_params[{i}].{what}");
+                let arr: [f64; 3] = v
+                    .try_into()
+                    .map_err(|_| bad(format!("{field} must hold 3 values, found {}", v.len())))?;
+                let arr = arr.map(|x| x as f32);
+                if arr.iter().any(|x| !x.is_finite() || (positive && *x <= 0.0)) {
+                    let need = if positive { "positive finite" } else { "finite" };
+                    return Err(bad(format!("{field} must be {need} (as f32), found {v:?}")));
+                }
+                Ok(arr)
+            };
+            normalize.push(Normalize {
+                mean: values(&p.mean, "mean", false)?,
+                std: values(&p.std, "std", true)?,
+            });
+        }
         Self::new(resize, crop, normalize).map_err(|e| bad(e.to_string()))
     }
 

@@ -40,7 +40,26 @@ def main():
         "callbacks": {},
         "optimizer_states": [],
         "lr_schedulers": [],
-        "hyper_parameters": {"lam_model_dim": 32, "lam_latent_dim": 16, "lam_num_latents": 16},
+        # What the reference's `DINO_LAM.save_hyperparameters()` records, at the fixture's sizes
+        # (lam_golden.json `config.ctor`), plus `dino_num_heads`: the reference hard-codes DINOv2-B
+        # (64-wide heads), the fixture's 48-wide stand-in has 3 heads, which the weights cannot tell.
+        "hyper_parameters": {
+            "image_channels": 3,
+            "lam_model_dim": 32,
+            "lam_latent_dim": 16,
+            "lam_num_latents": 16,
+            "lam_patch_size": 14,
+            "lam_enc_blocks": 2,
+            "lam_dec_blocks": 1,
+            "lam_num_heads": 4,
+            "lam_dropout": 0.0,
+            "vq_beta": 0.25,
+            "log_interval": 1000,
+            "log_path": "log_imgs",
+            "task_name": "lam_openx",
+            "make_data_pair": False,
+            "dino_num_heads": 3,
+        },
     }
     torch.save(ckpt, "lam_tiny.ckpt")
 
