@@ -29,6 +29,13 @@ impl Decoding {
 
     /// Next token ids [B, 1] (int64) from f32 `logits` [B, V]; `eos` is never chosen.
     pub fn next_token(&self, logits: &Tensor, eos: i64) -> Tensor {
+        self.next_token_with(logits, eos, None)
+    }
+
+    /// [`Decoding::next_token`] with the sampling draw's Exp(1) variates given ([B, V] f32, as
+    /// `exponential_` would fill them), so each row can draw from its own generator; greedy
+    /// decoding ignores them.
+    pub fn next_token_with(&self, logits: &Tensor, eos: i64, exp_noise: Option<&Tensor>) -> Tensor {
         // On a copy (the caller's logits stay untouched) and without a host-to-device transfer.
         let mut scores = logits.to_kind(Kind::Float).copy();
         let _ = scores.narrow(-1, eos, 1).fill_(f64::NEG_INFINITY);
@@ -56,7 +63,11 @@ impl Decoding {
                     let remove = remove_sorted.scatter(-1, &idx, &remove_sorted);
                     scores = scores.masked_fill(&remove, f64::NEG_INFINITY);
                 }
-                sample_one(&scores.softmax(-1, Kind::Float))
+                let probs = scores.softmax(-1, Kind::Float);
+                match exp_noise {
+                    Some(q) => (probs / q).argmax(-1, true),
+                    None => sample_one(&probs),
+                }
             }
         }
     }
