@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 use crate::model::batch::BatchState;
 use crate::model::generate::Decoding;
 use crate::model::prompt::{extract_latent_ids, LATENT_TOKENS};
-use crate::model::vla::LatentOutput;
+use crate::model::vla::{LatentOutput, StageObserver};
 use crate::runtime::preprocess::RgbImage;
 use crate::runtime::session::{Clock, Episode, Inference, Policy, Result, RuntimeError, StepOutput};
 
@@ -198,7 +198,7 @@ impl BatchRunner {
 /// Checks and converts one row's inputs before the model runs.
 fn prepare(p: &Policy, row: usize, input: &BatchRow<'_>) -> Result<Prepared> {
     let pixel_values = p.processor().pixel_values(input.image)?;
-    let (prompt, input_ids) = p.prompt_ids(input.episode)?;
+    let (prompt, input_ids) = p.prompt_ids(&*input.episode)?;
     let proprio = p.proprio_tensor(input.proprio)?;
     Ok(Prepared {
         row,

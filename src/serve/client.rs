@@ -72,7 +72,7 @@ async fn next_frame(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Resu
     for _ in 0..64 {
         match ws.next().await {
             Some(Ok(Message::Binary(b))) => return Ok(Ok(b.to_vec())),
-            Some(Ok(Message::Text(t))) => return Ok(Err(t.to_string())),
+            Some(Ok(Message::Text(t))) => return Ok(Err(t.as_str().to_owned())),
             Some(Ok(Message::Close(_))) | None => return Err(ServeError::WebSocket("connection closed".into())),
             Some(Ok(_)) => continue,
             Some(Err(e)) => return Err(ws_err(e)),

@@ -385,19 +385,16 @@ fn response(policy: &Policy, out: &StepOutput, step: u64, batch_size: usize, inf
         Action::Nav(a) => (vec![a.id() as f64], Value::from(format!("{a:?}"))),
     };
     let mut timing = vec![
-        ("infer_ms", Value::F64(infer.as_secs_f64() * 1e3)),
-        ("batch_size", Value::from(batch_size as u64)),
+        (Value::from("infer_ms"), Value::F64(infer.as_secs_f64() * 1e3)),
+        (Value::from("batch_size"), Value::from(batch_size as u64)),
     ];
-    let stages: Vec<(String, f64)> = out
-        .timings
-        .stages
-        .iter()
-        .map(|(s, d)| (format!("{s}_ms"), d.as_secs_f64() * 1e3))
-        .collect();
-    let mut timing_map = str_map(std::mem::take(&mut timing));
-    if let Value::Map(m) = &mut timing_map {
-        m.extend(stages.into_iter().map(|(k, v)| (Value::from(k), Value::F64(v))));
-    }
+    timing.extend(
+        out.timings
+            .stages
+            .iter()
+            .map(|(s, d)| (Value::from(format!("{s}_ms")), Value::F64(d.as_secs_f64() * 1e3))),
+    );
+    let timing_map = Value::Map(timing);
     str_map(vec![
         ("actions", actions),
         ("action", f32_array(action.iter().copied(), &[action.len()])),

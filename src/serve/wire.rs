@@ -126,7 +126,7 @@ pub fn check_items(buf: &[u8], limit: usize) -> Result<(), WireError> {
 }
 
 /// A key's text, for str and bin keys alike.
-fn key_text<'a>(v: &ValueRef<'a>) -> Option<&'a str> {
+fn key_text<'m>(v: &'m ValueRef<'_>) -> Option<&'m str> {
     match v {
         ValueRef::String(s) => s.as_str(),
         ValueRef::Binary(b) => std::str::from_utf8(b).ok(),
@@ -451,16 +451,15 @@ mod tests {
     #[test]
     fn decodes_hwc_chw_and_float_images() {
         let m = Mapping::default();
-        let hwc: Vec<u8> = (0..2 * 3 * 3).map(|i| i as u8).collect();
-        let r = decode_request(&request(ndarray_value(Dtype::U8, &[2, 3, 3], hwc.clone()), vec![]), &m).unwrap();
-        assert_eq!((r.image.width(), r.image.height()), (3, 2));
+        let hwc: Vec<u8> = (0..2 * 4 * 3).map(|i| i as u8).collect();
+        let r = decode_request(&request(ndarray_value(Dtype::U8, &[2, 4, 3], hwc.clone()), vec![]), &m).unwrap();
+        assert_eq!((r.image.width(), r.image.height()), (4, 2));
         assert_eq!(r.image.as_raw(), hwc.as_slice());
         // The same pixels channel-first.
-        let chw: Vec<u8> = (0..3).flat_map(|c| (0..6).map(move |p| hwc[p * 3 + c])).collect();
-        let hwc2 = hwc.clone();
-        let r = decode_request(&request(ndarray_value(Dtype::U8, &[3, 2, 3], chw), vec![]), &m).unwrap();
-        assert_eq!(r.image.as_raw(), hwc2.as_slice());
-        let f = f32_array(hwc.iter().map(|&x| f64::from(x) / 255.0), &[2, 3, 3]);
+        let chw: Vec<u8> = (0..3).flat_map(|c| hwc.iter().skip(c).step_by(3).copied()).collect();
+        let r = decode_request(&request(ndarray_value(Dtype::U8, &[3, 2, 4], chw), vec![]), &m).unwrap();
+        assert_eq!(r.image.as_raw(), hwc.as_slice());
+        let f = f32_array(hwc.iter().map(|&x| f64::from(x) / 255.0), &[2, 4, 3]);
         let r = decode_request(&request(f, vec![("reset", Value::Boolean(true))]), &m).unwrap();
         assert_eq!(r.image.as_raw(), hwc.as_slice());
         assert!(r.reset);
@@ -474,8 +473,10 @@ mod tests {
         assert!(err(b"\xc1").contains("malformed"));
         assert!(err(&[0x92, 0x01]).contains("truncated"));
         assert!(err(&encode(&Value::from(3))).contains("map"));
-        // A declared array of 2^32 - 1 items in a 5-byte frame.
-        assert!(err(&[0xdd, 0xff, 0xff, 0xff, 0xff]).contains("items"));
+        // An array of 100 001 nils: refused by count before decoding.
+        let mut many = vec![0xdd, 0x00, 0x01, 0x86, 0xa1];
+        many.extend(std::iter::repeat_n(0xc0, 100_001));
+        assert!(err(&many).contains("more than 100000 items"));
         let no_prompt = encode(&str_map(vec![("observation/image", ok_image())]));
         assert_eq!(err(&no_prompt), "missing key `prompt`");
         let wrong_dtype = ndarray_value(Dtype::I64, &[2, 2, 3], vec![0; 96]);
