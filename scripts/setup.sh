@@ -53,7 +53,7 @@ if ! "$venv/bin/python" -c "import rosbags, importlib.metadata as m, sys; sys.ex
     "$venv/bin/pip" install --quiet --disable-pip-version-check "rosbags==$ROSBAGS_VERSION"
 fi
 # The reference client of `univla serve`'s protocol, unmodified from PyPI, in its own venv
-# (openpi-client needs numpy<2; test/serve_openpi.rs runs examples/openpi_client.py with it).
+# (openpi-client needs numpy<2; test/serve_openpi.rs runs examples/openpi_remote.py with it).
 OPENPI_CLIENT_VERSION=0.1.2
 openpi_venv="$cache/venv-openpi-$OPENPI_CLIENT_VERSION"
 if ! "$openpi_venv/bin/python" -c "import openpi_client.websocket_client_policy, importlib.metadata as m, sys; sys.exit(m.version('openpi-client') != '$OPENPI_CLIENT_VERSION')" 2>/dev/null; then

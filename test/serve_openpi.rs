@@ -1,5 +1,5 @@
 //! The unmodified PyPI `openpi-client` (0.1.2, in the venv `scripts/setup.sh` links as
-//! `.venv-openpi`) drives `univla serve` through `examples/openpi_client.py` and gets the latent
+//! `.venv-openpi`) drives `univla serve` through `examples/openpi_remote.py` and gets the latent
 //! tokens, chunks and actions of `univla infer --json --greedy`. Fails (does not skip) when that
 //! venv is missing.
 mod serve_common;
@@ -22,7 +22,7 @@ fn openpi_client_gets_the_actions_of_infer() {
     let server = ServerProc::start(&["--api-key", "k"]);
     let port = server.addr.rsplit(':').next().unwrap().to_owned();
     let mut cmd = Command::new(&python);
-    cmd.arg(root.join("examples/openpi_client.py"))
+    cmd.arg(root.join("examples/openpi_remote.py"))
         .args(["--port", &port, "--api-key", "k", "--prompt", INSTRUCTION]);
     for t in 0..3 {
         cmd.arg(serve_common::image_path(t));

@@ -1,5 +1,5 @@
 """Drives `univla serve` with openpi's own client (PyPI openpi-client==0.1.2, unmodified).
-Usage: python examples/openpi_client.py --port 8000 --prompt "pick up the cup" a.png b.png"""
+Usage: python examples/openpi_remote.py --port 8000 --prompt "pick up the cup" a.png b.png"""
 import argparse, json
 import numpy as np
 from PIL import Image
