@@ -42,7 +42,9 @@ fn image_for(row: usize, t: usize) -> usize {
 fn alone(p: &Arc<Policy>, row: usize, imgs: &[RgbImage]) -> Vec<StepOutput> {
     let mut s = Session::new(Arc::clone(p)).unwrap();
     s.reset(INSTRUCTIONS[row]);
-    (0..STEPS).map(|t| s.step(&imgs[image_for(row, t)], None).unwrap()).collect()
+    (0..STEPS)
+        .map(|t| s.step(&imgs[image_for(row, t)], None).unwrap())
+        .collect()
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {

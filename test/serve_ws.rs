@@ -74,13 +74,19 @@ async fn bad_requests_get_text_and_the_connection_stays_usable() {
     let e = err(c.call(b"\xc1\x00garbage".to_vec()).await.unwrap());
     assert!(e.contains("malformed msgpack"), "{e}");
     let wrong_dtype = wire::encode(&str_map(vec![
-        ("observation/image", wire::ndarray_value(Dtype::I64, &[2, 2, 3], vec![0; 96])),
+        (
+            "observation/image",
+            wire::ndarray_value(Dtype::I64, &[2, 2, 3], vec![0; 96]),
+        ),
         ("prompt", Value::from("go")),
     ]));
     let e = err(c.call(wrong_dtype).await.unwrap());
     assert!(e.contains("observation/image") && e.contains("uint8"), "{e}");
     let short = wire::encode(&str_map(vec![
-        ("observation/image", wire::ndarray_value(Dtype::U8, &[480, 640, 3], vec![0; 10])),
+        (
+            "observation/image",
+            wire::ndarray_value(Dtype::U8, &[480, 640, 3], vec![0; 10]),
+        ),
         ("prompt", Value::from("go")),
     ]));
     let e = err(c.call(short).await.unwrap());

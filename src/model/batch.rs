@@ -77,7 +77,9 @@ impl UniVla {
             )));
         }
         if input_ids.iter().any(|ids| ids.len() < 2) {
-            return Err(ModelError::Invalid("prompt must hold BOS and at least one token".into()));
+            return Err(ModelError::Invalid(
+                "prompt must hold BOS and at least one token".into(),
+            ));
         }
         if exp_noise.is_some_and(|n| n.len() != LATENT_TOKENS) {
             return Err(ModelError::Invalid(format!(

@@ -106,7 +106,11 @@ enum Span<'a> {
     Padded { mask: &'a Tensor },
     /// One token per row, row `b` at position `pos[b]` (`pos` [B] int64); attention reads the
     /// first `len` cache positions under `mask` [B, 1, 1, len] (true up to the row's position).
-    Rows { pos: &'a Tensor, mask: &'a Tensor, len: i64 },
+    Rows {
+        pos: &'a Tensor,
+        mask: &'a Tensor,
+        len: i64,
+    },
 }
 
 /// Per-layer key/value tensors of capacity `capacity` positions, filled up to `len`.
@@ -250,7 +254,9 @@ impl Attention {
             }
             Span::Rows { pos, mask, len } => {
                 let (mut keys, mut values) = (cache.keys[layer].narrow(0, 0, b), cache.values[layer].narrow(0, 0, b));
-                let index = pos.view([b, 1, 1, 1]).expand([b, self.kv_heads, 1, self.head_dim], false);
+                let index = pos
+                    .view([b, 1, 1, 1])
+                    .expand([b, self.kv_heads, 1, self.head_dim], false);
                 let _ = keys.scatter_(2, &index, &k);
                 let _ = values.scatter_(2, &index, &v);
                 (keys.narrow(2, 0, len), values.narrow(2, 0, len), Some(mask))

@@ -42,9 +42,7 @@ impl BatchRunner {
     /// A runner for batches of up to `max_rows` episodes.
     pub fn new(policy: Arc<Policy>, max_rows: usize) -> Self {
         let max_rows = max_rows.max(1);
-        let state = policy
-            .vla()
-            .batch_state(max_rows as i64, policy.sequence_capacity());
+        let state = policy.vla().batch_state(max_rows as i64, policy.sequence_capacity());
         Self {
             policy,
             state,
@@ -184,7 +182,9 @@ impl BatchRunner {
     fn finish_row(&self, r: &Prepared, out: LatentOutput, rows: &mut [BatchRow<'_>]) -> Result<Inference> {
         let p = &self.policy;
         let latent_ids = extract_latent_ids(&r.input_ids, &out.generated);
-        rows[r.row].episode.record(p.prompt_style(), &latent_ids, &out.generated);
+        rows[r.row]
+            .episode
+            .record(p.prompt_style(), &latent_ids, &out.generated);
         let chunk = p.head_chunk(&out.visual_embed, &out.latent_action, r.proprio.as_ref())?;
         Ok(Inference {
             prompt: r.prompt.clone(),

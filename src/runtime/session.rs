@@ -534,9 +534,11 @@ impl Policy {
     /// Rows of KV cache a sequence needs: image patches, the longest allowed prompt and the
     /// generated tokens, within the LM's position limit.
     pub(crate) fn sequence_capacity(&self) -> i64 {
-        self.vla.config().text_config.max_position_embeddings.min(
-            self.vla.num_patches() + self.opts.max_prompt_tokens + crate::model::prompt::LATENT_TOKENS as i64,
-        )
+        self.vla
+            .config()
+            .text_config
+            .max_position_embeddings
+            .min(self.vla.num_patches() + self.opts.max_prompt_tokens + crate::model::prompt::LATENT_TOKENS as i64)
     }
 
     /// The prompt for an episode's next step and its ids, refused when too long.
@@ -610,7 +612,9 @@ impl Session {
     }
 
     pub fn new(policy: Arc<Policy>) -> Result<Self> {
-        let state = policy.vla.decode_state_with(policy.sequence_capacity(), policy.opts.decode);
+        let state = policy
+            .vla
+            .decode_state_with(policy.sequence_capacity(), policy.opts.decode);
         let episode = Episode::new(&policy)?;
         Ok(Self {
             policy,

@@ -67,7 +67,9 @@ impl Client {
 }
 
 /// The next data frame: binary as `Ok`, text as `Err`; the connection's end is an error.
-async fn next_frame(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> Result<Result<Vec<u8>, String>, ServeError> {
+async fn next_frame(
+    ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>,
+) -> Result<Result<Vec<u8>, String>, ServeError> {
     // Pings and pongs in between are skipped; a server sends few.
     for _ in 0..64 {
         match ws.next().await {

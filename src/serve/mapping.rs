@@ -88,6 +88,9 @@ mod tests {
         assert_eq!(m.state, None);
         let err = Mapping::from_yaml("imgae: x\n").unwrap_err().to_string();
         assert!(err.contains("imgae"), "{err}");
-        assert!(Mapping::from_yaml("prompt: ''\n").unwrap_err().to_string().contains("prompt"));
+        assert!(Mapping::from_yaml("prompt: ''\n")
+            .unwrap_err()
+            .to_string()
+            .contains("prompt"));
     }
 }

@@ -89,7 +89,9 @@ impl Server {
     /// Binds `addr` and starts the model thread.
     pub async fn bind(policy: Arc<Policy>, opts: ServeOptions, addr: SocketAddr) -> Result<Self, ServeError> {
         if opts.max_batch == 0 || opts.max_sessions == 0 {
-            return Err(ServeError::Config("--max-batch and --max-sessions must be at least 1".into()));
+            return Err(ServeError::Config(
+                "--max-batch and --max-sessions must be at least 1".into(),
+            ));
         }
         let listener = TcpListener::bind(addr).await?;
         // Each session has at most one request in flight, so this queue never fills.
@@ -161,7 +163,9 @@ fn parse_head(bytes: &[u8]) -> Option<Head> {
         ..Head::default()
     };
     for line in lines.take_while(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         if name.eq_ignore_ascii_case("upgrade") {
             head.upgrade = value.eq_ignore_ascii_case("websocket");
@@ -186,7 +190,10 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
             return Ok(buf);
         }
     }
-    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no complete request head"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "no complete request head",
+    ))
 }
 
 async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
@@ -239,7 +246,15 @@ async fn plain_http(stream: &mut TcpStream, head: &Head, shared: &Shared) -> std
             });
             respond(stream, "200 OK", "application/json", &body.to_string()).await
         }
-        _ => respond(stream, "426 Upgrade Required", "text/plain", "connect with a WebSocket client\n").await,
+        _ => {
+            respond(
+                stream,
+                "426 Upgrade Required",
+                "text/plain",
+                "connect with a WebSocket client\n",
+            )
+            .await
+        }
     }
 }
 
@@ -260,7 +275,9 @@ fn admit(shared: &Arc<Shared>) -> Option<(SessionSlot, usize)> {
 }
 
 fn key_matches(given: Option<&str>, key: &str) -> bool {
-    let Some(given) = given.and_then(|g| g.strip_prefix("Api-Key ")) else { return false };
+    let Some(given) = given.and_then(|g| g.strip_prefix("Api-Key ")) else {
+        return false;
+    };
     // Compare every byte whatever the first difference, so timing tells nothing of the key.
     given.len() == key.len() && given.bytes().zip(key.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
@@ -294,7 +311,11 @@ async fn session(mut ws: Ws, authorization: Option<String>, shared: Arc<Shared>)
         Ok(e) => Some(e),
         Err(e) => return refuse(ws, format!("cannot start an episode: {e}")).await,
     };
-    if ws.send(Message::binary(wire::encode(&metadata(&shared, active, index)))).await.is_err() {
+    if ws
+        .send(Message::binary(wire::encode(&metadata(&shared, active, index))))
+        .await
+        .is_err()
+    {
         return;
     }
     loop {
@@ -351,7 +372,9 @@ async fn step(shared: &Shared, slot: &mut Option<Episode>, frame: &[u8]) -> Resu
         *slot = Some(job.episode);
         return Err("server busy: the model queue is full".into());
     }
-    let done = rx.await.map_err(|_| "internal error: the model thread stopped".to_owned())?;
+    let done = rx
+        .await
+        .map_err(|_| "internal error: the model thread stopped".to_owned())?;
     let Done {
         episode,
         result,
@@ -361,7 +384,13 @@ async fn step(shared: &Shared, slot: &mut Option<Episode>, frame: &[u8]) -> Resu
     *slot = Some(episode);
     let out = result?;
     shared.steps.fetch_add(1, Ordering::Relaxed);
-    Ok(wire::encode(&response(&shared.policy, &out, step_index, batch_size, infer)))
+    Ok(wire::encode(&response(
+        &shared.policy,
+        &out,
+        step_index,
+        batch_size,
+        infer,
+    )))
 }
 
 fn response(policy: &Policy, out: &StepOutput, step: u64, batch_size: usize, infer: Duration) -> Value {
@@ -398,7 +427,10 @@ fn response(policy: &Policy, out: &StepOutput, step: u64, batch_size: usize, inf
     str_map(vec![
         ("actions", actions),
         ("action", f32_array(action.iter().copied(), &[action.len()])),
-        ("pre_action", f32_array(out.pre_action.iter().copied(), &[out.pre_action.len()])),
+        (
+            "pre_action",
+            f32_array(out.pre_action.iter().copied(), &[out.pre_action.len()]),
+        ),
         ("action_name", name),
         ("latent_tokens", latent),
         ("episode_step", Value::from(step)),

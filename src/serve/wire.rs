@@ -55,7 +55,10 @@ pub fn check_items(buf: &[u8], limit: usize) -> Result<(), WireError> {
     let mut pending: u64 = 1;
     let mut items = 0usize;
     let take = |at: &mut usize, n: usize| -> Result<usize, WireError> {
-        let end = at.checked_add(n).filter(|&e| e <= buf.len()).ok_or_else(|| bad("truncated"))?;
+        let end = at
+            .checked_add(n)
+            .filter(|&e| e <= buf.len())
+            .ok_or_else(|| bad("truncated"))?;
         let start = *at;
         *at = end;
         Ok(start)
@@ -260,7 +263,10 @@ fn ndarray<'a>(key: &str, v: &ValueRef<'a>) -> Result<Option<NdArray<'a>>, WireE
     if expected != data.len() {
         return Err(field(
             key,
-            format!("shape {shape:?} of {dtype_text} needs {expected} bytes, `data` has {}", data.len()),
+            format!(
+                "shape {shape:?} of {dtype_text} needs {expected} bytes, `data` has {}",
+                data.len()
+            ),
         ));
     }
     Ok(Some(NdArray { dtype, shape, data }))
@@ -276,7 +282,10 @@ fn image(key: &str, v: &ValueRef<'_>) -> Result<RgbImage, WireError> {
         s => return Err(field(key, format!("image shape must be HxWx3 or 3xHxW, got {s:?}"))),
     };
     if h == 0 || w == 0 || h > MAX_IMAGE_SIDE || w > MAX_IMAGE_SIDE {
-        return Err(field(key, format!("image sides must be 1 to {MAX_IMAGE_SIDE}, got {h}x{w}")));
+        return Err(field(
+            key,
+            format!("image sides must be 1 to {MAX_IMAGE_SIDE}, got {h}x{w}"),
+        ));
     }
     let to_u8: fn(f64) -> u8 = match a.dtype {
         Dtype::U8 => |x| x as u8,
@@ -284,14 +293,19 @@ fn image(key: &str, v: &ValueRef<'_>) -> Result<RgbImage, WireError> {
         Dtype::I32 | Dtype::I64 => {
             return Err(field(
                 key,
-                format!("image dtype must be uint8 (or float in [0, 1]), got {}", a.dtype.numpy()),
+                format!(
+                    "image dtype must be uint8 (or float in [0, 1]), got {}",
+                    a.dtype.numpy()
+                ),
             ))
         }
     };
     let values: Vec<u8> = a.values().map(to_u8).collect();
     let rgb = if chw {
         let plane = h * w;
-        (0..plane).flat_map(|i| [values[i], values[plane + i], values[2 * plane + i]]).collect()
+        (0..plane)
+            .flat_map(|i| [values[i], values[plane + i], values[2 * plane + i]])
+            .collect()
     } else {
         values
     };
@@ -332,7 +346,9 @@ pub fn decode_request(frame: &[u8], mapping: &Mapping) -> Result<Request, WireEr
     check_items(frame, MAX_ITEMS)?;
     let mut rd = frame;
     let root = rmpv::decode::read_value_ref(&mut rd).map_err(|e| WireError::Malformed(e.to_string()))?;
-    let ValueRef::Map(map) = &root else { return Err(WireError::NotAMap) };
+    let ValueRef::Map(map) = &root else {
+        return Err(WireError::NotAMap);
+    };
     let image = image(
         &mapping.image,
         lookup(map, &mapping.image).ok_or_else(|| WireError::Missing(mapping.image.clone()))?,

@@ -56,7 +56,9 @@ impl ServerProc {
             .expect("spawn univla serve");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
         let addr = line
             .trim()
             .strip_prefix("univla serve: listening on ws://")
@@ -97,12 +99,18 @@ impl Drop for ServerProc {
 /// `univla infer --json --greedy` on the first `n` fixture images.
 pub fn infer_json(n: usize) -> Vec<serde_json::Value> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_univla"));
-    cmd.arg("infer").args(policy_args()).args(["--json", "--instruction", INSTRUCTION]);
+    cmd.arg("infer")
+        .args(policy_args())
+        .args(["--json", "--instruction", INSTRUCTION]);
     for t in 0..n {
         cmd.arg("--image").arg(image_path(t));
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "infer failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "infer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -111,7 +119,10 @@ pub fn request(t: usize, prompt: &str, extra: Vec<(&str, Value)>) -> Vec<u8> {
     let img = RgbImage::load(image_path(t)).unwrap();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let mut entries = vec![
-        ("observation/image", wire::ndarray_value(Dtype::U8, &[h, w, 3], img.into_raw())),
+        (
+            "observation/image",
+            wire::ndarray_value(Dtype::U8, &[h, w, 3], img.into_raw()),
+        ),
         ("observation/state", wire::f32_array([0.0; 8], &[8])),
         ("prompt", Value::from(prompt)),
     ];

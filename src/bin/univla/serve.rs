@@ -253,7 +253,12 @@ async fn bench_level(url: &str, n: usize, requests: usize) -> anyhow::Result<(Ve
 }
 
 fn batch_size(resp: &Value) -> Option<f64> {
-    let timing = resp.as_map()?.iter().find(|(k, _)| k.as_str() == Some("server_timing"))?.1.as_map()?;
+    let timing = resp
+        .as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("server_timing"))?
+        .1
+        .as_map()?;
     timing
         .iter()
         .find(|(k, _)| k.as_str() == Some("batch_size"))?
