@@ -183,7 +183,8 @@ pub fn run_bench(args: BenchServeArgs) -> anyhow::Result<()> {
         for (name, max_batch) in configs {
             let opts = ServeOptions {
                 max_batch,
-                max_sessions: max_clients.max(1),
+                // Sessions of the previous level may still be closing when the next connects.
+                max_sessions: 2 * max_clients.max(1),
                 ..base.clone()
             };
             let server = Server::bind(Arc::clone(&policy), opts, "127.0.0.1:0".parse()?).await?;
