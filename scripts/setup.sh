@@ -52,5 +52,16 @@ if ! "$venv/bin/python" -c "import rosbags, importlib.metadata as m, sys; sys.ex
     say "installing rosbags==$ROSBAGS_VERSION into $venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "rosbags==$ROSBAGS_VERSION"
 fi
+# The reference client of `univla serve`'s protocol, unmodified from PyPI, in its own venv
+# (openpi-client needs numpy<2; test/serve_openpi.rs runs examples/openpi_remote.py with it).
+OPENPI_CLIENT_VERSION=0.1.2
+openpi_venv="$cache/venv-openpi-$OPENPI_CLIENT_VERSION"
+if ! "$openpi_venv/bin/python" -c "import openpi_client.websocket_client_policy, importlib.metadata as m, sys; sys.exit(m.version('openpi-client') != '$OPENPI_CLIENT_VERSION')" 2>/dev/null; then
+    say "creating $openpi_venv with openpi-client==$OPENPI_CLIENT_VERSION"
+    python3 -m venv "$openpi_venv"
+    "$openpi_venv/bin/pip" install --quiet --disable-pip-version-check "openpi-client==$OPENPI_CLIENT_VERSION" \
+        numpy==1.26.4 msgpack==1.1.0 websockets==15.0.1 dm-tree==0.1.8 pillow==11.3.0 typing_extensions==4.15.0
+fi
+ln -sfn "$openpi_venv" "$here/.venv-openpi"
 ln -sfn "$venv" "$here/.venv"
 say "ready: source scripts/env.sh to build"

@@ -9,9 +9,11 @@
 //! * [`lam`]: the latent action model (task-centric latent actions from frame pairs).
 //! * [`ros`]: the ROS 2 boundary (messages, `--ros-args`, QoS, transport on `ros2-client`).
 //! * [`bag`]: rosbag2 reading/writing (MCAP and sqlite3) and replay evaluation.
+//! * [`serve`]: the policy as an openpi-compatible WebSocket server (sessions, batching).
 pub mod bag;
 pub mod lam;
 pub mod model;
 pub mod node;
 pub mod ros;
 pub mod runtime;
+pub mod serve;

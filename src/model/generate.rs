@@ -33,6 +33,13 @@ impl Decoding {
     /// An id outside 0..V, logits that are not [B, V] or sampling settings that are not finite
     /// and positive are an error (checked on the host: no device sync).
     pub fn next_token(&self, logits: &Tensor, eos: &[i64]) -> Result<Tensor> {
+        self.next_token_with(logits, eos, None)
+    }
+
+    /// [`Decoding::next_token`] with the sampling draw's Exp(1) variates given ([B, V] f32, as
+    /// `exponential_` would fill them), so each row can draw from its own generator; greedy
+    /// decoding ignores them.
+    pub fn next_token_with(&self, logits: &Tensor, eos: &[i64], exp_noise: Option<&Tensor>) -> Result<Tensor> {
         let size = logits.size();
         let vocab = match size.as_slice() {
             [b, v] if *b > 0 && *v > 0 => *v,
@@ -80,7 +87,11 @@ impl Decoding {
                     let remove = remove_sorted.f_scatter(-1, &idx, &remove_sorted)?;
                     scores = scores.f_masked_fill(&remove, f64::NEG_INFINITY)?;
                 }
-                sample_one(&scores.f_softmax(-1, Kind::Float)?)
+                let probs = scores.f_softmax(-1, Kind::Float)?;
+                match exp_noise {
+                    Some(q) => Ok(probs.f_div(q)?.f_argmax(-1, true)?),
+                    None => sample_one(&probs),
+                }
             }
         }
     }

@@ -100,6 +100,14 @@ impl Rope {
         Self::rotate(x, &self.cos.index_select(0, pos), &self.sin.index_select(0, pos))
     }
 
+    /// One token per row: `x` [B, H, 1, hd], row `b` at position `pos[b]` (`pos` [B] int64).
+    fn apply_rows(&self, x: &Tensor, pos: &Tensor) -> Tensor {
+        let (b, hd) = (x.size()[0], x.size()[3]);
+        let cos = self.cos.index_select(0, pos).view([b, 1, 1, hd]);
+        let sin = self.sin.index_select(0, pos).view([b, 1, 1, hd]);
+        Self::rotate(x, &cos, &sin)
+    }
+
     fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
         let half = x.size()[3] / 2;
         x * cos + x.roll([half], [3]) * sin
@@ -114,6 +122,16 @@ enum Span<'a> {
     /// One token at the position held in `pos` [1] (int64, on the device); attention reads the
     /// whole cache under `mask` [1, 1, 1, capacity] (true up to and including `pos`).
     Device { pos: &'a Tensor, mask: &'a Tensor },
+    /// A right-padded batch from position 0: every row at positions `0..T`; `mask` [B, 1, T, T]
+    /// (bool) is causal and hides each row's padding keys.
+    Padded { mask: &'a Tensor },
+    /// One token per row, row `b` at position `pos[b]` (`pos` [B] int64); attention reads the
+    /// first `len` cache positions under `mask` [B, 1, 1, len] (true up to the row's position).
+    Rows {
+        pos: &'a Tensor,
+        mask: &'a Tensor,
+        len: i64,
+    },
 }
 
 /// Per-layer key/value tensors of capacity `capacity` positions, filled up to `len`.
@@ -129,8 +147,19 @@ pub struct KvCache {
 impl KvCache {
     /// A cache of `capacity` positions (1 to `max_position_embeddings`) for a validated `cfg`.
     pub fn new(cfg: &LlamaConfig, capacity: i64, kind: Kind, device: Device) -> Result<Self> {
+        Self::with_rows(cfg, 1, capacity, kind, device)
+    }
+
+    /// A cache for batches of up to `rows` sequences (the batched forward passes use the first
+    /// B rows).
+    pub fn with_rows(cfg: &LlamaConfig, rows: i64, capacity: i64, kind: Kind, device: Device) -> Result<Self> {
         check_capacity(cfg, capacity)?;
-        let shape = [1, cfg.kv_heads(), capacity, cfg.head_dim()];
+        if rows < 1 {
+            return Err(super::ModelError::Invalid(format!(
+                "a KV cache needs at least one row, got {rows}"
+            )));
+        }
+        let shape = [rows, cfg.kv_heads(), capacity, cfg.head_dim()];
         let make = || {
             (0..cfg.num_hidden_layers)
                 .map(|_| Tensor::f_zeros(shape, (kind, device)))
@@ -158,6 +187,11 @@ impl KvCache {
 
     pub fn capacity(&self) -> i64 {
         self.capacity
+    }
+
+    /// How many sequences the cache holds side by side.
+    pub fn rows(&self) -> i64 {
+        self.keys.first().map_or(0, |k| k.size()[0])
     }
 
     /// Counts `n` positions written by device-position steps, which leave the length alone.
@@ -206,6 +240,8 @@ impl Attention {
         let rotate = |x: &Tensor| match span {
             Span::Host(start) => rope.apply(x, start),
             Span::Device { pos, .. } => rope.apply_at(x, pos),
+            Span::Padded { .. } => rope.apply(x, 0),
+            Span::Rows { pos, .. } => rope.apply_rows(x, pos),
         };
         let (q, k) = if self.kv_heads == self.heads {
             // One rotation over q and k together: [B, 2·heads, T, hd].
@@ -237,6 +273,21 @@ impl Attention {
                     cache.values[layer].shallow_clone(),
                     Some(mask),
                 )
+            }
+            Span::Padded { mask } => {
+                let (keys, values) = (cache.keys[layer].narrow(0, 0, b), cache.values[layer].narrow(0, 0, b));
+                keys.narrow(2, 0, t).copy_(&k);
+                values.narrow(2, 0, t).copy_(&v);
+                (keys.narrow(2, 0, t), values.narrow(2, 0, t), Some(mask))
+            }
+            Span::Rows { pos, mask, len } => {
+                let (mut keys, mut values) = (cache.keys[layer].narrow(0, 0, b), cache.values[layer].narrow(0, 0, b));
+                let index = pos
+                    .view([b, 1, 1, 1])
+                    .expand([b, self.kv_heads, 1, self.head_dim], false);
+                let _ = keys.scatter_(2, &index, &k);
+                let _ = values.scatter_(2, &index, &v);
+                (keys.narrow(2, 0, len), values.narrow(2, 0, len), Some(mask))
             }
         };
         if self.kv_heads != self.heads {
@@ -416,6 +467,54 @@ impl Llama {
             )));
         }
         let span = Span::Device { pos, mask };
+        let mut h = embeds.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h, rope, cache, i, span);
+        }
+        Ok(self.norm.forward(&h))
+    }
+
+    /// A right-padded batch's prefill: `embeds` [B, T, H], every row from position 0, `mask`
+    /// [B, 1, T, T] (bool: causal, padding keys hidden). Fills the first B rows of the cache up to
+    /// T and returns the final-norm hidden states [B, T, H] (rows past a row's length are unused).
+    pub fn forward_padded(&self, embeds: &Tensor, mask: &Tensor, rope: &Rope, cache: &mut KvCache) -> Result<Tensor> {
+        let (b, t) = (embeds.size()[0], embeds.size()[1]);
+        if t > cache.capacity || b > cache.rows() {
+            return Err(super::ModelError::Invalid(format!(
+                "a batch of {b} sequences of {t} tokens exceeds the KV cache ({} rows of {} positions)",
+                cache.rows(),
+                cache.capacity
+            )));
+        }
+        let span = Span::Padded { mask };
+        let mut h = embeds.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h, rope, cache, i, span);
+        }
+        Ok(self.norm.forward(&h))
+    }
+
+    /// One decode step for a batch: `embeds` [B, 1, H], row `b` at position `pos[b]` (`pos` [B]
+    /// int64), attending to the first `len` cache positions where `mask` [B, 1, 1, len] is true.
+    /// Returns the final-norm hidden states [B, 1, H].
+    pub fn forward_rows(
+        &self,
+        embeds: &Tensor,
+        pos: &Tensor,
+        mask: &Tensor,
+        len: i64,
+        rope: &Rope,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let b = embeds.size()[0];
+        if len > cache.capacity || b > cache.rows() {
+            return Err(super::ModelError::Invalid(format!(
+                "a batch of {b} rows reading {len} positions exceeds the KV cache ({} rows of {} positions)",
+                cache.rows(),
+                cache.capacity
+            )));
+        }
+        let span = Span::Rows { pos, mask, len };
         let mut h = embeds.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h, rope, cache, i, span);

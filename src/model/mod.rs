@@ -1,4 +1,5 @@
 //! UniVLA networks and checkpoint reading. Module paths mirror the checkpoint keys.
+pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod cuda_graph;

@@ -228,6 +228,11 @@ impl UniVla {
         self.vision.num_channels()
     }
 
+    /// The language model (the batched latent step drives it directly).
+    pub fn llm(&self) -> &Llama {
+        &self.llm
+    }
+
     /// Image patches spliced into the prompt.
     pub fn num_patches(&self) -> i64 {
         self.vision.num_patches()

@@ -340,14 +340,14 @@ impl StageTimings {
 }
 
 /// Records stage boundaries; on CUDA it synchronises first when asked, so times are real.
-struct Clock {
+pub(crate) struct Clock {
     last: Instant,
-    timings: StageTimings,
+    pub(crate) timings: StageTimings,
     sync: Option<i64>,
 }
 
 impl Clock {
-    fn new(device: Device, sync: bool) -> Self {
+    pub(crate) fn new(device: Device, sync: bool) -> Self {
         let sync = match device {
             Device::Cuda(i) if sync => Some(i as i64),
             _ => None,
@@ -400,29 +400,57 @@ enum Executor {
     OpenLoop(OpenLoopQueue),
 }
 
-/// One episode with a policy.
-pub struct Session {
-    policy: Arc<Policy>,
-    instruction: String,
-    history: String,
-    state: DecodeState,
-    executor: Executor,
-    sync_timing: bool,
-    steps: u64,
-}
+/// A small seeded generator (SplitMix64) for an episode that samples on its own, apart from
+/// libtorch's process-wide one: a server's sessions must not draw from each other's streams.
+#[derive(Clone, Debug)]
+pub struct EpisodeRng(u64);
 
-impl Session {
-    /// How the decode steps ran so far (see [`DecodeState::effective_mode`]).
-    pub fn decode_mode(&self) -> &'static str {
-        self.state.effective_mode()
+impl EpisodeRng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
     }
 
-    pub fn new(policy: Arc<Policy>) -> Result<Self> {
-        let capacity =
-            policy.vla.config().text_config.max_position_embeddings.min(
-                policy.vla.num_patches() + policy.opts.max_prompt_tokens + crate::model::prompt::LATENT_TOKENS as i64,
-            );
-        let state = policy.vla.decode_state_with(capacity, policy.opts.decode)?;
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// `n` Exp(1) variates (`-ln u`, `u` uniform in (0, 1]), the draw `exponential_` makes.
+    pub fn exponential(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let u = ((self.next_u64() >> 40) + 1) as f64 / (1u64 << 24) as f64;
+                -(u.ln()) as f32
+            })
+            .collect()
+    }
+}
+
+/// One episode's state apart from the model: instruction, latent-token history, ensemble buffer
+/// or open-loop queue, step count and, where it samples on its own, its generator. A server keeps
+/// one per connection and runs many through one batched model call.
+pub struct Episode {
+    instruction: String,
+    history: String,
+    executor: Executor,
+    steps: u64,
+    rng: Option<EpisodeRng>,
+}
+
+impl std::fmt::Debug for Episode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Episode")
+            .field("instruction", &self.instruction)
+            .field("steps", &self.steps)
+            .finish()
+    }
+}
+
+impl Episode {
+    pub fn new(policy: &Policy) -> Result<Self> {
         let dim = policy.head.action_dim() as usize;
         let executor = match policy.opts.execution {
             Execution::Ensemble if policy.preset == Preset::RealWorld => {
@@ -432,26 +460,22 @@ impl Session {
             Execution::OpenLoop { replan_every } => Executor::OpenLoop(OpenLoopQueue::new(replan_every)),
         };
         Ok(Self {
-            policy,
             instruction: String::new(),
             history: String::new(),
-            state,
             executor,
-            sync_timing: false,
             steps: 0,
+            rng: None,
         })
     }
 
-    /// Synchronise the device at stage boundaries so timings are exact (benchmarks).
-    pub fn set_sync_timing(&mut self, on: bool) {
-        self.sync_timing = on;
+    /// Samples with its own generator (batched serving) instead of libtorch's.
+    pub fn with_rng(mut self, rng: EpisodeRng) -> Self {
+        self.rng = Some(rng);
+        self
     }
 
-    pub fn policy(&self) -> &Arc<Policy> {
-        &self.policy
-    }
-
-    /// Starts a new episode: new instruction, empty history, empty ensemble/queue.
+    /// Starts a new episode: new instruction, empty history, empty ensemble/queue (the generator
+    /// runs on).
     pub fn reset(&mut self, instruction: &str) {
         self.instruction = instruction.to_owned();
         self.history.clear();
@@ -471,29 +495,41 @@ impl Session {
         &self.history
     }
 
+    /// Steps taken since the last reset.
     pub fn steps(&self) -> u64 {
         self.steps
     }
 
-    /// One control step on a camera image; `proprio` is required by the real-world head (raw
-    /// joint positions; z-scored here when statistics were given).
-    pub fn step(&mut self, image: &RgbImage, proprio: Option<&[f64]>) -> Result<StepOutput> {
-        let _span = tracing::debug_span!("policy_step", step = self.steps).entered();
-        let mut clock = Clock::new(self.policy.opts.device, self.sync_timing);
-        let needs_plan = match &self.executor {
+    /// Whether the next step queries the model (always when ensembling).
+    pub fn needs_plan(&self) -> bool {
+        match &self.executor {
             Executor::Ensemble(_) => true,
             Executor::OpenLoop(q) => q.needs_plan(),
+        }
+    }
+
+    pub(crate) fn rng_mut(&mut self) -> Option<&mut EpisodeRng> {
+        self.rng.as_mut()
+    }
+
+    /// The next prompt's history, as the reference keeps it.
+    pub(crate) fn record(&mut self, style: PromptStyle, latent_ids: &[i64], generated: &[i64]) {
+        self.history = match style {
+            PromptStyle::NoHistory => String::new(),
+            // R2R clears the history when any generated id is not one of the codebook tokens.
+            PromptStyle::R2rListRepr if !generated.iter().all(|id| R2R_HISTORY_IDS.contains(id)) => String::new(),
+            _ => history_string(latent_ids).unwrap_or_default(),
         };
-        let inference = if needs_plan {
-            Some(tch::no_grad(|| self.infer(image, proprio, &mut clock))?)
-        } else {
-            None
-        };
-        let pre_action = match (&mut self.executor, &inference) {
+    }
+
+    /// Feeds this step's chunk (if the model ran) to the ensemble or queue, post-processes the
+    /// result and counts the step: `(pre_action, action)`.
+    pub(crate) fn advance(&mut self, policy: &Policy, inference: Option<&Inference>) -> Result<(Vec<f64>, Action)> {
+        let pre_action = match (&mut self.executor, inference) {
             (Executor::Ensemble(e), Some(inf)) => e.push(&inf.chunk.concat())?,
             (Executor::OpenLoop(q), inf) => {
                 if let Some(inf) = inf {
-                    q.load(&inf.chunk.concat(), self.policy.head.action_dim() as usize)?;
+                    q.load(&inf.chunk.concat(), policy.head.action_dim() as usize)?;
                 }
                 q.pop()
                     .ok_or_else(|| RuntimeError::Invalid("open-loop queue is empty after planning".into()))?
@@ -502,9 +538,145 @@ impl Session {
                 return Err(RuntimeError::Invalid("ensemble step without inference".into()))
             }
         };
-        let action = self.policy.post.apply(&pre_action)?;
-        clock.stage_done("postprocess");
+        let action = policy.post.apply(&pre_action)?;
         self.steps += 1;
+        Ok((pre_action, action))
+    }
+}
+
+impl Policy {
+    /// Rows of KV cache a sequence needs: image patches, the longest allowed prompt and the
+    /// generated tokens, within the LM's position limit.
+    pub(crate) fn sequence_capacity(&self) -> i64 {
+        self.vla
+            .config()
+            .text_config
+            .max_position_embeddings
+            .min(self.vla.num_patches() + self.opts.max_prompt_tokens + crate::model::prompt::LATENT_TOKENS as i64)
+    }
+
+    /// The prompt for an episode's next step and its ids, refused when too long.
+    pub(crate) fn prompt_ids(&self, episode: &Episode) -> Result<(String, Vec<i64>)> {
+        let prompt = build_prompt(&episode.instruction, &episode.history, self.style);
+        let input_ids = self.tokenizer.encode(&prompt)?;
+        if input_ids.len() as i64 > self.opts.max_prompt_tokens {
+            return Err(RuntimeError::Invalid(format!(
+                "instruction too long: the prompt has {} tokens, at most {} are allowed",
+                input_ids.len(),
+                self.opts.max_prompt_tokens
+            )));
+        }
+        Ok((prompt, input_ids))
+    }
+
+    /// The head's proprio input `[1, D]` (z-scored when statistics were given), or `None` for
+    /// heads without one; refused when missing or of the wrong length.
+    pub(crate) fn proprio_tensor(&self, proprio: Option<&[f64]>) -> Result<Option<Tensor>> {
+        match (self.head.needs_proprio(), proprio) {
+            (false, _) => Ok(None),
+            (true, None) => Err(RuntimeError::Invalid(
+                "the real-world head needs proprio (joint positions)".into(),
+            )),
+            (true, Some(q)) => {
+                let expected = self.head.proprio_dim().unwrap_or(q.len() as i64) as usize;
+                if q.len() != expected {
+                    return Err(RuntimeError::Invalid(format!(
+                        "proprio has {} values, the head expects {expected}",
+                        q.len()
+                    )));
+                }
+                let q = match &self.zscore {
+                    Some(z) => z.normalize_proprio(q).ok_or_else(|| {
+                        RuntimeError::Invalid("proprio length does not match the qpos statistics".into())
+                    })?,
+                    None => q.to_vec(),
+                };
+                let v: Vec<f32> = q.iter().map(|&x| x as f32).collect();
+                Ok(Some(Tensor::from_slice(&v).view([1, -1]).to_device(self.opts.device)))
+            }
+        }
+    }
+
+    /// The head's raw chunk (`window` rows of `action_dim`) for one sequence's hidden states.
+    pub(crate) fn head_chunk(
+        &self,
+        visual_embed: &Tensor,
+        latent_action: &Tensor,
+        proprio: Option<&Tensor>,
+    ) -> Result<Vec<Vec<f64>>> {
+        let head_out = self.head.forward(visual_embed, latent_action, proprio)?;
+        let flat = head_out.chunk_f64()?;
+        let dim = self.head.action_dim() as usize;
+        Ok(flat.chunks(dim).map(<[f64]>::to_vec).collect())
+    }
+}
+
+/// One episode with a policy.
+pub struct Session {
+    policy: Arc<Policy>,
+    state: DecodeState,
+    episode: Episode,
+    sync_timing: bool,
+}
+
+impl Session {
+    /// How the decode steps ran so far (see [`DecodeState::effective_mode`]).
+    pub fn decode_mode(&self) -> &'static str {
+        self.state.effective_mode()
+    }
+
+    pub fn new(policy: Arc<Policy>) -> Result<Self> {
+        let state = policy
+            .vla
+            .decode_state_with(policy.sequence_capacity(), policy.opts.decode)?;
+        let episode = Episode::new(&policy)?;
+        Ok(Self {
+            policy,
+            state,
+            episode,
+            sync_timing: false,
+        })
+    }
+
+    /// Synchronise the device at stage boundaries so timings are exact (benchmarks).
+    pub fn set_sync_timing(&mut self, on: bool) {
+        self.sync_timing = on;
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Starts a new episode: new instruction, empty history, empty ensemble/queue.
+    pub fn reset(&mut self, instruction: &str) {
+        self.episode.reset(instruction);
+    }
+
+    pub fn instruction(&self) -> &str {
+        self.episode.instruction()
+    }
+
+    /// The latent-token history that the next prompt will carry.
+    pub fn history(&self) -> &str {
+        self.episode.history()
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.episode.steps()
+    }
+
+    /// One control step on a camera image; `proprio` is required by the real-world head (raw
+    /// joint positions; z-scored here when statistics were given).
+    pub fn step(&mut self, image: &RgbImage, proprio: Option<&[f64]>) -> Result<StepOutput> {
+        let _span = tracing::debug_span!("policy_step", step = self.episode.steps()).entered();
+        let mut clock = Clock::new(self.policy.opts.device, self.sync_timing);
+        let inference = if self.episode.needs_plan() {
+            Some(tch::no_grad(|| self.infer(image, proprio, &mut clock))?)
+        } else {
+            None
+        };
+        let (pre_action, action) = self.episode.advance(&self.policy, inference.as_ref())?;
+        clock.stage_done("postprocess");
         Ok(StepOutput {
             inference,
             pre_action,
@@ -518,68 +690,21 @@ impl Session {
         let pixel_values = p.processor.pixel_values(image)?;
         clock.stage_done("preprocess");
         let projected = p.vla.encode_image_in(&pixel_values, &mut self.state, clock)?;
-        let prompt = build_prompt(&self.instruction, &self.history, p.style);
-        let input_ids = p.tokenizer.encode(&prompt)?;
-        if input_ids.len() as i64 > p.opts.max_prompt_tokens {
-            return Err(RuntimeError::Invalid(format!(
-                "instruction too long: the prompt has {} tokens, at most {} are allowed",
-                input_ids.len(),
-                p.opts.max_prompt_tokens
-            )));
-        }
+        let (prompt, input_ids) = p.prompt_ids(&self.episode)?;
         let out = p
             .vla
             .latent_step(&projected, &input_ids, p.opts.decoding, &mut self.state, false, clock)?;
         let latent_ids = extract_latent_ids(&input_ids, &out.generated);
-        self.update_history(&latent_ids, &out.generated);
-        let proprio_t = match (p.head.needs_proprio(), proprio) {
-            (false, _) => None,
-            (true, None) => {
-                return Err(RuntimeError::Invalid(
-                    "the real-world head needs proprio (joint positions)".into(),
-                ))
-            }
-            (true, Some(q)) => {
-                let expected = p.head.proprio_dim().unwrap_or(q.len() as i64) as usize;
-                if q.len() != expected {
-                    return Err(RuntimeError::Invalid(format!(
-                        "proprio has {} values, the head expects {expected}",
-                        q.len()
-                    )));
-                }
-                let q = match &p.zscore {
-                    Some(z) => z.normalize_proprio(q).ok_or_else(|| {
-                        RuntimeError::Invalid("proprio length does not match the qpos statistics".into())
-                    })?,
-                    None => q.to_vec(),
-                };
-                let v: Vec<f32> = q.iter().map(|&x| x as f32).collect();
-                Some(Tensor::from_slice(&v).view([1, -1]).to_device(p.opts.device))
-            }
-        };
-        let head_out = p
-            .head
-            .forward(&out.visual_embed, &out.latent_action, proprio_t.as_ref())?;
-        let flat = head_out.chunk_f64()?;
+        self.episode.record(p.style, &latent_ids, &out.generated);
+        let proprio_t = p.proprio_tensor(proprio)?;
+        let chunk = p.head_chunk(&out.visual_embed, &out.latent_action, proprio_t.as_ref())?;
         clock.stage_done("head");
-        let dim = p.head.action_dim() as usize;
-        let chunk = flat.chunks(dim).map(<[f64]>::to_vec).collect();
         Ok(Inference {
             prompt,
             input_ids,
             latent_ids,
             chunk,
         })
-    }
-
-    /// The next prompt's history, as the reference keeps it.
-    fn update_history(&mut self, latent_ids: &[i64], generated: &[i64]) {
-        self.history = match self.policy.style {
-            PromptStyle::NoHistory => String::new(),
-            // R2R clears the history when any generated id is not one of the codebook tokens.
-            PromptStyle::R2rListRepr if !generated.iter().all(|id| R2R_HISTORY_IDS.contains(id)) => String::new(),
-            _ => history_string(latent_ids).unwrap_or_default(),
-        };
     }
 }
 

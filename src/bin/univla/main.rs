@@ -8,6 +8,7 @@ mod eval_bag;
 mod infer;
 mod label;
 mod make_checkpoint;
+mod serve;
 mod synthetic_robot;
 
 /// Run and evaluate the UniVLA robot policy on LibTorch.
@@ -37,6 +38,12 @@ enum Command {
     /// Publish a synthetic camera, joint states and an instruction over DDS (try the nodes
     /// without a robot).
     SyntheticRobot(synthetic_robot::SyntheticRobotArgs),
+    /// Serve the policy over openpi's remote-inference protocol (WebSocket + msgpack), with one
+    /// episode per connection and requests of different connections batched.
+    Serve(Box<serve::ServeArgs>),
+    /// Throughput and p50/p99 latency of `serve` with 1, 2, 4, 8 concurrent clients (in-process,
+    /// loopback, synthetic 640×480 requests).
+    BenchServe(Box<serve::BenchServeArgs>),
     /// Write a small random checkpoint in the official on-disk format (no downloads needed).
     MakeCheckpoint(make_checkpoint::MakeCheckpointArgs),
 }
@@ -56,6 +63,8 @@ fn main() -> std::process::ExitCode {
         Command::BenchBag(args) => eval_bag::run_bench(args),
         Command::SyntheticRobot(args) => synthetic_robot::run(args),
         Command::Label(args) => label::run(*args),
+        Command::Serve(args) => serve::run(*args),
+        Command::BenchServe(args) => serve::run_bench(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
