@@ -9,9 +9,12 @@
 //! * [`lam`]: the latent action model (task-centric latent actions from frame pairs).
 //! * [`ros`]: the ROS 2 boundary (messages, `--ros-args`, QoS, transport on `ros2-client`).
 //! * [`bag`]: rosbag2 reading/writing (MCAP and sqlite3) and replay evaluation.
+//! * [`remote`]: the client of a policy server (openpi's WebSocket + msgpack-numpy protocol), for
+//!   nodes that run without the model.
 pub mod bag;
 pub mod lam;
 pub mod model;
 pub mod node;
+pub mod remote;
 pub mod ros;
 pub mod runtime;
