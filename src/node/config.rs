@@ -969,6 +969,58 @@ mod tests {
     }
 
     #[test]
+    fn policy_url_replaces_the_checkpoint() {
+        let remote = |extra: &[&str]| {
+            let mut v = vec!["-p", "joint_names:=[a]"];
+            v.extend_from_slice(extra);
+            ArmConfig::from_params(&params(&v))
+        };
+        let c = remote(&["-p", "policy_url:=ws://gpu-box:8000", "-p", "policy_api_key:=k"]).unwrap();
+        let r = c.common.policy.remote.as_ref().unwrap();
+        assert_eq!(r.endpoint.url(), "ws://gpu-box:8000");
+        assert_eq!((r.timeout, r.startup_wait), (Duration::from_secs(5), Duration::from_secs(30)));
+        let c = remote(&[
+            "-p",
+            "policy_url:=ws://10.0.0.2:8000",
+            "-p",
+            "policy_timeout_s:=0.5",
+            "-p",
+            "policy_startup_wait_s:=0",
+            "-p",
+            "dataset_statistics:=/stats.json",
+        ])
+        .unwrap();
+        let r = c.common.policy.remote.as_ref().unwrap();
+        assert_eq!((r.timeout, r.startup_wait), (Duration::from_millis(500), Duration::ZERO));
+        assert_eq!(c.common.policy.dataset_statistics, Some(PathBuf::from("/stats.json")));
+        // Exclusive with a checkpoint, ws:// only, bounded timeouts, remote-only parameters.
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "policy_url:=ws://h:1"]).unwrap_err().to_string();
+        assert!(e.contains("'checkpoint' and 'policy_url' are mutually exclusive"), "{e}");
+        let e = remote(&["-p", "policy_url:=ws://h:1", "-p", "decoder:=x"]).unwrap_err().to_string();
+        assert!(e.contains("'decoder' and 'policy_url'"), "{e}");
+        let e = remote(&["-p", "policy_url:=wss://h:1"]).unwrap_err().to_string();
+        assert!(e.contains("wss://") && e.contains("not supported"), "{e}");
+        let e = remote(&["-p", "policy_url:=http://h:1"]).unwrap_err().to_string();
+        assert!(e.contains("policy_url"), "{e}");
+        for bad in ["policy_timeout_s:=0", "policy_timeout_s:=1e9", "policy_startup_wait_s:=-1"] {
+            let name = bad.split(':').next().unwrap_or_default();
+            let e = remote(&["-p", "policy_url:=ws://h:1", "-p", bad]).unwrap_err().to_string();
+            assert!(e.contains(name), "{bad}: {e}");
+        }
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "policy_api_key:=k"]).unwrap_err().to_string();
+        assert!(e.contains("'policy_api_key' is only used with 'policy_url'"), "{e}");
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "dataset_statistics:=/s.json"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'dataset_statistics' is only used"), "{e}");
+        let e = remote(&[]).unwrap_err().to_string();
+        assert!(e.contains("'checkpoint'") && e.contains("'policy_url'"), "{e}");
+        // The navigation node reads the same parameters.
+        let n = NavConfig::from_params(&params(&["-p", "policy_url:=ws://h:8000"])).unwrap();
+        assert!(n.common.policy.remote.is_some());
+    }
+
+    #[test]
     fn nav_defaults() {
         let c = NavConfig::from_params(&params(BASE)).unwrap();
         assert_eq!(c.profile.forward_m, 0.25);
