@@ -185,14 +185,24 @@ fn arm_runs_on_a_policy_server_and_holds_when_it_goes_silent() {
         stub.silent.store(true, Ordering::SeqCst);
         let (status, result) = bounded("result of the goal", client.result(a)).await.unwrap();
         let t = Instant::now();
-        assert_eq!((status, result.outcome), (GoalStatus::Aborted, ExecuteResult::ABORTED), "{result:?}");
+        assert_eq!(
+            (status, result.outcome),
+            (GoalStatus::Aborted, ExecuteResult::ABORTED),
+            "{result:?}"
+        );
         assert!(
             result.reason.contains("did not answer within 0.5 s"),
             "{:?}",
             result.reason
         );
         // The hold went out before the result; at most the rest of one step of travel remains.
-        arm.assert_stops("silent server", t, PERIOD + SLACK, OBSERVE, 2.0 * f64::from(DELTA) + 1e-9);
+        arm.assert_stops(
+            "silent server",
+            t,
+            PERIOD + SLACK,
+            OBSERVE,
+            2.0 * f64::from(DELTA) + 1e-9,
+        );
 
         // 3. It answers again: the next goal runs on a new connection.
         stub.silent.store(false, Ordering::SeqCst);
@@ -213,7 +223,11 @@ fn arm_runs_on_a_policy_server_and_holds_when_it_goes_silent() {
     for r in &chunks {
         assert!(r.accepted(), "{:?}", r.verdict);
         for p in &r.trajectory.points {
-            assert!(from_server(&p.positions, &sent), "{:?} is no row the server sent", p.positions);
+            assert!(
+                from_server(&p.positions, &sent),
+                "{:?} is no row the server sent",
+                p.positions
+            );
         }
     }
     assert!(all.iter().any(|r| r.trajectory.points.len() == 1), "no hold was sent");

@@ -95,7 +95,9 @@ fn chunk_errors_reconnect_and_timeout() {
 
     let seen = stub.seen();
     assert_eq!(seen.len(), 5);
-    assert!(seen.iter().all(|s| s.prompt == "pick up the cup" && s.image_shape == vec![6, 8, 3]));
+    assert!(seen
+        .iter()
+        .all(|s| s.prompt == "pick up the cup" && s.image_shape == vec![6, 8, 3]));
     let resets: Vec<bool> = seen.iter().map(|s| s.reset).collect();
     // The failed second request leaves the episode started; the reconnect starts a new one.
     assert_eq!(resets, vec![true, false, false, false, true]);
@@ -139,7 +141,12 @@ fn navigation_decisions_come_from_the_server_action() {
     );
     assert_eq!(stub.auth(), vec![None]);
     // ... or as the ensembled probabilities (their argmax).
-    let stub = StubServer::start("r2r", vec![vec![0.1, 0.2, 0.3, 0.4]; 4], vec![0.1, 0.7, 0.1, 0.1], vec![]);
+    let stub = StubServer::start(
+        "r2r",
+        vec![vec![0.1, 0.2, 0.3, 0.4]; 4],
+        vec![0.1, 0.7, 0.1, 0.1],
+        vec![],
+    );
     let mut p = policy(&stub, Preset::R2r, 4, None);
     assert_eq!(
         p.infer(&image(), None, false).unwrap().action,
@@ -194,7 +201,14 @@ fn startup_without_a_server_fails_with_the_url() {
 }
 
 fn remote_config(extra: &[&str]) -> univla_ros::node::config::PolicyConfig {
-    let mut argv = vec!["node", "--ros-args", "-p", "policy_url:=ws://127.0.0.1:9", "-p", "joint_names:=[a]"];
+    let mut argv = vec![
+        "node",
+        "--ros-args",
+        "-p",
+        "policy_url:=ws://127.0.0.1:9",
+        "-p",
+        "joint_names:=[a]",
+    ];
     argv.extend_from_slice(extra);
     let (args, _) = univla_ros::ros::RosArgs::parse(argv).unwrap();
     let params = args.resolve_node("univla_arm", "/").unwrap().params;
@@ -218,13 +232,19 @@ fn the_node_builds_its_model_view_from_the_server_metadata() {
     assert_eq!((info.preset, info.action_dim, info.window), (Preset::RealWorld, 7, 12));
     assert_eq!((info.temporal_size, info.needs_proprio), (8, true));
     let info = remote_model_info(&remote_config(&[]), &meta(Some("r2r"), 4, 4)).unwrap();
-    assert_eq!((info.preset, info.temporal_size, info.needs_proprio), (Preset::R2r, 4, false));
+    assert_eq!(
+        (info.preset, info.temporal_size, info.needs_proprio),
+        (Preset::R2r, 4, false)
+    );
     // The preset parameter fills in a missing embodiment, refines LIBERO into CALVIN, and must
     // not contradict the server.
     let e = remote_model_info(&remote_config(&[]), &meta(None, 7, 12)).unwrap_err();
     assert!(e.contains("'preset'"), "{e}");
     let calvin = remote_config(&["-p", "preset:=calvin"]);
-    assert_eq!(remote_model_info(&calvin, &meta(Some("libero"), 7, 12)).unwrap().preset, Preset::Calvin);
+    assert_eq!(
+        remote_model_info(&calvin, &meta(Some("libero"), 7, 12)).unwrap().preset,
+        Preset::Calvin
+    );
     let e = remote_model_info(&remote_config(&["-p", "preset:=r2r"]), &meta(Some("real_world"), 7, 12)).unwrap_err();
     assert!(e.contains("RealWorld"), "{e}");
     let e = remote_model_info(&remote_config(&[]), &meta(Some("warehouse"), 7, 12)).unwrap_err();
@@ -241,7 +261,10 @@ fn the_node_builds_its_model_view_from_the_server_metadata() {
     .unwrap();
     let cfg = remote_config(&["-p", &format!("dataset_statistics:={}", stats.display())]);
     let info = remote_model_info(&cfg, &meta(Some("libero"), 7, 12)).unwrap();
-    assert_eq!(info.post.apply(&[0.0; 7]).unwrap(), Action::Arm(vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]));
+    assert_eq!(
+        info.post.apply(&[0.0; 7]).unwrap(),
+        Action::Arm(vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    );
     // Missing sizes are errors.
     let e = remote_model_info(&remote_config(&[]), &ServerMetadata::default()).unwrap_err();
     assert!(!e.is_empty());

@@ -978,7 +978,10 @@ mod tests {
         let c = remote(&["-p", "policy_url:=ws://gpu-box:8000", "-p", "policy_api_key:=k"]).unwrap();
         let r = c.common.policy.remote.as_ref().unwrap();
         assert_eq!(r.endpoint.url(), "ws://gpu-box:8000");
-        assert_eq!((r.timeout, r.startup_wait), (Duration::from_secs(5), Duration::from_secs(30)));
+        assert_eq!(
+            (r.timeout, r.startup_wait),
+            (Duration::from_secs(5), Duration::from_secs(30))
+        );
         let c = remote(&[
             "-p",
             "policy_url:=ws://10.0.0.2:8000",
@@ -991,23 +994,41 @@ mod tests {
         ])
         .unwrap();
         let r = c.common.policy.remote.as_ref().unwrap();
-        assert_eq!((r.timeout, r.startup_wait), (Duration::from_millis(500), Duration::ZERO));
+        assert_eq!(
+            (r.timeout, r.startup_wait),
+            (Duration::from_millis(500), Duration::ZERO)
+        );
         assert_eq!(c.common.policy.dataset_statistics, Some(PathBuf::from("/stats.json")));
         // Exclusive with a checkpoint, ws:// only, bounded timeouts, remote-only parameters.
-        let e = arm(&["-p", "joint_names:=[a]", "-p", "policy_url:=ws://h:1"]).unwrap_err().to_string();
-        assert!(e.contains("'checkpoint' and 'policy_url' are mutually exclusive"), "{e}");
-        let e = remote(&["-p", "policy_url:=ws://h:1", "-p", "decoder:=x"]).unwrap_err().to_string();
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "policy_url:=ws://h:1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'checkpoint' and 'policy_url' are mutually exclusive"),
+            "{e}"
+        );
+        let e = remote(&["-p", "policy_url:=ws://h:1", "-p", "decoder:=x"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'decoder' and 'policy_url'"), "{e}");
         let e = remote(&["-p", "policy_url:=wss://h:1"]).unwrap_err().to_string();
         assert!(e.contains("wss://") && e.contains("not supported"), "{e}");
         let e = remote(&["-p", "policy_url:=http://h:1"]).unwrap_err().to_string();
         assert!(e.contains("policy_url"), "{e}");
-        for bad in ["policy_timeout_s:=0", "policy_timeout_s:=1e9", "policy_startup_wait_s:=-1"] {
+        for bad in [
+            "policy_timeout_s:=0",
+            "policy_timeout_s:=1e9",
+            "policy_startup_wait_s:=-1",
+        ] {
             let name = bad.split(':').next().unwrap_or_default();
-            let e = remote(&["-p", "policy_url:=ws://h:1", "-p", bad]).unwrap_err().to_string();
+            let e = remote(&["-p", "policy_url:=ws://h:1", "-p", bad])
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(name), "{bad}: {e}");
         }
-        let e = arm(&["-p", "joint_names:=[a]", "-p", "policy_api_key:=k"]).unwrap_err().to_string();
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "policy_api_key:=k"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'policy_api_key' is only used with 'policy_url'"), "{e}");
         let e = arm(&["-p", "joint_names:=[a]", "-p", "dataset_statistics:=/s.json"])
             .unwrap_err()

@@ -93,9 +93,7 @@ impl Endpoint {
 }
 
 fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
+    deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {

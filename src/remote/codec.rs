@@ -140,9 +140,15 @@ impl NdArray {
         let d = &self.data;
         match self.dtype {
             DType::U8 | DType::Bool => d.iter().map(|&b| f64::from(b)).collect(),
-            DType::I32 => d.chunks_exact(4).map(|c| f64::from(i32::from_le_bytes(arr(c)))).collect(),
+            DType::I32 => d
+                .chunks_exact(4)
+                .map(|c| f64::from(i32::from_le_bytes(arr(c))))
+                .collect(),
             DType::I64 => d.chunks_exact(8).map(|c| i64::from_le_bytes(arr(c)) as f64).collect(),
-            DType::F32 => d.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes(arr(c)))).collect(),
+            DType::F32 => d
+                .chunks_exact(4)
+                .map(|c| f64::from(f32::from_le_bytes(arr(c))))
+                .collect(),
             DType::F64 => d.chunks_exact(8).map(|c| f64::from_le_bytes(arr(c))).collect(),
         }
     }
@@ -152,7 +158,10 @@ impl NdArray {
         let d = &self.data;
         Ok(match self.dtype {
             DType::U8 | DType::Bool => d.iter().map(|&b| i64::from(b)).collect(),
-            DType::I32 => d.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes(arr(c)))).collect(),
+            DType::I32 => d
+                .chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes(arr(c))))
+                .collect(),
             DType::I64 => d.chunks_exact(8).map(|c| i64::from_le_bytes(arr(c))).collect(),
             DType::F32 | DType::F64 => {
                 return Err(protocol(format!(
@@ -218,7 +227,9 @@ fn clip(s: &str) -> String {
 
 /// The value under key `k` (msgpack str or bin) of a map.
 pub fn get<'a>(map: &'a [(Value, Value)], k: &str) -> Option<&'a Value> {
-    map.iter().find(|(key, _)| key.as_slice() == Some(k.as_bytes())).map(|(_, v)| v)
+    map.iter()
+        .find(|(key, _)| key.as_slice() == Some(k.as_bytes()))
+        .map(|(_, v)| v)
 }
 
 /// A numpy scalar (`__npgeneric__`) as its plain value; any other value as it is.
@@ -299,7 +310,10 @@ impl Response {
         let map = map_of(&v, "the response")?;
         let actions = array_field(&map, "actions")?;
         let [t, d] = actions.shape[..] else {
-            return Err(protocol(format!("'actions' has shape {:?}, expected [T, D]", actions.shape)));
+            return Err(protocol(format!(
+                "'actions' has shape {:?}, expected [T, D]",
+                actions.shape
+            )));
         };
         let flat = actions.to_f64s();
         let actions = if d == 0 {
@@ -483,7 +497,10 @@ mod tests {
         assert!(Response::decode(&bytes[..bytes.len() - 1]).is_err());
         let mut extra = bytes.clone();
         extra.push(0xc0);
-        assert!(Response::decode(&extra).unwrap_err().to_string().contains("after the message"));
+        assert!(Response::decode(&extra)
+            .unwrap_err()
+            .to_string()
+            .contains("after the message"));
         assert!(Response::decode(&to_bytes(&Value::from("x"))).is_err());
     }
 
@@ -502,7 +519,10 @@ mod tests {
         let keys: Vec<_> = m.iter().map(|(k, _)| k.as_str().unwrap()).collect();
         assert_eq!(keys, [KEY_IMAGE, KEY_STATE, KEY_PROMPT, KEY_RESET]);
         let im = NdArray::from_value(get(m, KEY_IMAGE).unwrap()).unwrap().unwrap();
-        assert_eq!((im.dtype, im.shape.clone(), im.data.clone()), (DType::U8, vec![1, 2, 3], vec![1, 2, 3, 4, 5, 6]));
+        assert_eq!(
+            (im.dtype, im.shape.clone(), im.data.clone()),
+            (DType::U8, vec![1, 2, 3], vec![1, 2, 3, 4, 5, 6])
+        );
         let st = NdArray::from_value(get(m, KEY_STATE).unwrap()).unwrap().unwrap();
         assert_eq!(st.to_f64s(), vec![0.5, -1.0]);
         assert_eq!(get(m, KEY_RESET), Some(&Value::Boolean(true)));
@@ -534,6 +554,9 @@ mod tests {
         assert_eq!(m.embodiment.as_deref(), Some("real_world"));
         assert_eq!((m.action_dim, m.chunk, m.needs_proprio), (Some(7), Some(12), None));
         let bad = Value::Map(vec![(Value::from("chunk"), Value::from(-1))]);
-        assert!(ServerMetadata::decode(&to_bytes(&bad)).unwrap_err().to_string().contains("chunk"));
+        assert!(ServerMetadata::decode(&to_bytes(&bad))
+            .unwrap_err()
+            .to_string()
+            .contains("chunk"));
     }
 }

@@ -151,7 +151,9 @@ impl RemotePolicy {
                 Ok(c) => {
                     let m = c.metadata();
                     let a = &self.announced;
-                    if (m.embodiment.as_deref(), m.action_dim, m.chunk) != (a.embodiment.as_deref(), a.action_dim, a.chunk) {
+                    if (m.embodiment.as_deref(), m.action_dim, m.chunk)
+                        != (a.embodiment.as_deref(), a.action_dim, a.chunk)
+                    {
                         self.next_attempt = Some(Instant::now() + MAX_BACKOFF);
                         return Err(RemoteError::Mismatch(format!(
                             "after reconnecting, the server serves another model ({:?}, {:?} values × {:?} steps; \

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rmpv::Value;
-use tungstenite::handshake::server::{Request as HsRequest, Response as HsResponse};
+use tungstenite::handshake::server::{ErrorResponse, Request as HsRequest, Response as HsResponse};
 use tungstenite::Message;
 use univla_ros::remote::codec::{self, get, NdArray};
 
@@ -222,7 +222,7 @@ fn serve(
     stream.set_nonblocking(false).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut auth = None;
-    let callback = |req: &HsRequest, resp: HsResponse| {
+    let callback = |req: &HsRequest, resp: HsResponse| -> Result<HsResponse, ErrorResponse> {
         auth = req
             .headers()
             .get("authorization")
@@ -230,7 +230,9 @@ fn serve(
             .map(str::to_string);
         Ok(resp)
     };
-    let Ok(mut ws) = tungstenite::accept_hdr(stream, callback) else { return };
+    let Ok(mut ws) = tungstenite::accept_hdr(stream, callback) else {
+        return;
+    };
     let connection = {
         let mut s = shared.lock().unwrap();
         s.connections += 1;
@@ -261,7 +263,10 @@ fn serve(
             let mut s = shared.lock().unwrap();
             s.seen.push(Seen {
                 connection,
-                prompt: get(m, codec::KEY_PROMPT).and_then(Value::as_str).unwrap_or("").to_string(),
+                prompt: get(m, codec::KEY_PROMPT)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
                 reset: get(m, codec::KEY_RESET).and_then(Value::as_bool).unwrap_or(false),
                 image_shape: image.shape,
                 state,

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ros::action::{CancelRequest, GoalId, GoalOutcome, GoalRequest, RosActionServer, ServerEvent};
-use crate::ros::msgs::univla_msgs::{Execute, ExecuteFeedback, ExecuteGoal, ExecuteResult};
-use crate::runtime::postprocess::{PostProcessor, Preset};
 use crate::remote::codec::ServerMetadata;
 use crate::remote::policy::RemoteModel;
 use crate::remote::RemotePolicy;
+use crate::ros::action::{CancelRequest, GoalId, GoalOutcome, GoalRequest, RosActionServer, ServerEvent};
+use crate::ros::msgs::univla_msgs::{Execute, ExecuteFeedback, ExecuteGoal, ExecuteResult};
+use crate::runtime::postprocess::{PostProcessor, Preset};
 use crate::runtime::session::{default_temporal_size, Policy, Session};
 use crate::runtime::stats::{DatasetStatistics, ZScoreStats};
 
@@ -91,16 +91,21 @@ pub fn load_remote_policy(cfg: &PolicyConfig) -> Result<(InferenceWorker, ModelI
 pub fn remote_model_info(cfg: &PolicyConfig, meta: &ServerMetadata) -> Result<ModelInfo, String> {
     let served = match meta.embodiment.as_deref() {
         Some(e) => Some(Preset::from_name(e).ok_or_else(|| {
-            format!("the policy server's embodiment '{e}' is unknown; expected libero, bridge, calvin, real_world or r2r")
+            format!(
+                "the policy server's embodiment '{e}' is unknown; expected libero, bridge, calvin, real_world or r2r"
+            )
         })?),
         None => None,
     };
     let preset = match (cfg.options.preset, served) {
         // Bridge and CALVIN run the LIBERO head with other conventions.
-        (Some(p), Some(s)) if p != s && !([p, s].iter().all(|x| matches!(x, Preset::Libero | Preset::Bridge | Preset::Calvin))) => {
-            return Err(format!(
-                "'preset' is {p:?} but the policy server serves a {s:?} head"
-            ))
+        (Some(p), Some(s))
+            if p != s
+                && !([p, s]
+                    .iter()
+                    .all(|x| matches!(x, Preset::Libero | Preset::Bridge | Preset::Calvin))) =>
+        {
+            return Err(format!("'preset' is {p:?} but the policy server serves a {s:?} head"))
         }
         (Some(p), _) => p,
         (None, Some(s)) => s,
