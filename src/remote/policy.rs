@@ -183,6 +183,8 @@ impl RemotePolicy {
 
     /// One round trip; see [`PolicyBackend::infer`].
     pub fn try_infer(&mut self, image: &RgbImage, proprio: Option<&[f64]>) -> Result<Inferred, RemoteError> {
+        // Connect first: a new connection starts a new episode, which the request must say.
+        self.connection()?;
         let request = Request {
             image,
             state: proprio,
