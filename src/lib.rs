@@ -10,10 +10,13 @@
 //! * [`ros`]: the ROS 2 boundary (messages, `--ros-args`, QoS, transport on `ros2-client`).
 //! * [`bag`]: rosbag2 reading/writing (MCAP and sqlite3) and replay evaluation.
 //! * [`serve`]: the policy as an openpi-compatible WebSocket server (sessions, batching).
+//! * [`remote`]: the client of a policy server (openpi's WebSocket + msgpack-numpy protocol), for
+//!   nodes that run without the model.
 pub mod bag;
 pub mod lam;
 pub mod model;
 pub mod node;
+pub mod remote;
 pub mod ros;
 pub mod runtime;
 pub mod serve;

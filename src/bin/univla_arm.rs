@@ -9,7 +9,8 @@ use univla_ros::node::wiring::ros_io::node_main;
 /// Configure it with ROS parameters, as `ros2 run` and launch pass them:
 ///   univla_arm --ros-args --params-file config/piper_realworld.yaml -p checkpoint:=/models/univla
 ///              -r __node:=arm_policy -r __ns:=/robot -r image_raw:=/camera/color/image_raw
-/// Required: checkpoint, decoder, joint_names (joint_position). See config/*.yaml for all parameters.
+/// Required: checkpoint and decoder (or policy_url: ws://host:port, a policy server), joint_names
+/// (joint_position). See config/*.yaml for all parameters.
 /// The DDS domain comes from ROS_DOMAIN_ID; log filtering from RUST_LOG or --log-level.
 #[derive(Parser, Debug)]
 #[command(name = "univla_arm", version, verbatim_doc_comment)]

@@ -10,7 +10,8 @@ use univla_ros::node::wiring::ros_io::node_main;
 /// Configure it with ROS parameters, as `ros2 run` and launch pass them:
 ///   univla_nav --ros-args --params-file config/r2r_base.yaml -p checkpoint:=/models/univla
 ///              -r __ns:=/robot -r cmd_vel:=/robot/base/cmd_vel
-/// Required: checkpoint, decoder. See config/r2r_base.yaml for all parameters.
+/// Required: checkpoint and decoder (or policy_url: ws://host:port, a policy server). See
+/// config/r2r_base.yaml for all parameters.
 /// The DDS domain comes from ROS_DOMAIN_ID; log filtering from RUST_LOG or --log-level.
 #[derive(Parser, Debug)]
 #[command(name = "univla_nav", version, verbatim_doc_comment)]

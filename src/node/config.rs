@@ -7,6 +7,8 @@ use std::time::Duration;
 use nalgebra::Isometry3;
 
 use crate::model::generate::Decoding;
+use crate::remote::client::Endpoint;
+use crate::remote::RemoteSettings;
 use crate::ros::Params;
 use crate::runtime::device::{parse_device, parse_dtype};
 use crate::runtime::postprocess::Preset;
@@ -143,10 +145,22 @@ impl<'a> ParamReader<'a> {
     }
 }
 
-/// What loads the policy (checkpoint, head, conventions, device).
+/// Longest accepted `policy_timeout_s`: one answer of a remote policy.
+const MAX_POLICY_TIMEOUT_S: f64 = 600.0;
+/// Longest accepted `policy_startup_wait_s`.
+const MAX_POLICY_STARTUP_WAIT_S: f64 = 3600.0;
+
+/// What loads the policy (checkpoint, head, conventions, device), or the policy server to use.
 #[derive(Clone, Debug)]
 pub struct PolicyConfig {
+    /// The local model's options. With `remote`, only the post-processing fields (`preset`,
+    /// `unnorm_key`, `realworld_stats`) are used and the paths are empty.
     pub options: PolicyOptions,
+    /// `policy_url`: the model runs on a policy server (no checkpoint is loaded here).
+    pub remote: Option<RemoteSettings>,
+    /// `dataset_statistics` (with `policy_url`): the LIBERO/Bridge q01/q99 bounds, which a
+    /// local checkpoint carries in its own `dataset_statistics.json`.
+    pub dataset_statistics: Option<PathBuf>,
     /// libtorch intra-op threads (0: libtorch's choice).
     pub threads: i64,
     /// Nice value of the inference thread (0: unchanged), so the control path runs first.
@@ -155,22 +169,48 @@ pub struct PolicyConfig {
 
 impl PolicyConfig {
     fn read(r: &mut ParamReader) -> Result<Self, NodeError> {
-        let checkpoint = r
-            .opt_string("checkpoint")?
-            .ok_or_else(|| NodeError::config("'checkpoint' (the checkpoint directory) is required"))?;
-        let checkpoint = PathBuf::from(checkpoint);
-        let decoder = match r.opt_string("decoder")? {
-            Some(d) => {
-                let p = PathBuf::from(d);
-                if p.is_relative() && !p.exists() {
-                    checkpoint.join(p)
-                } else {
-                    p
+        let remote = read_remote(r)?;
+        let dataset_statistics = r.opt_string("dataset_statistics")?.map(PathBuf::from);
+        let checkpoint = r.opt_string("checkpoint")?;
+        let decoder = r.opt_string("decoder")?;
+        let mut o = match &remote {
+            Some(_) => {
+                if let Some(name) = [("checkpoint", &checkpoint), ("decoder", &decoder)]
+                    .into_iter()
+                    .find_map(|(n, v)| v.is_some().then_some(n))
+                {
+                    return Err(NodeError::config(format!(
+                        "'{name}' and 'policy_url' are mutually exclusive: with 'policy_url' the model \
+                         runs on the policy server; remove one of them"
+                    )));
                 }
+                PolicyOptions::new(PathBuf::new(), PathBuf::new())
             }
-            None => return Err(NodeError::config("'decoder' (the action head file) is required")),
+            None => {
+                if dataset_statistics.is_some() {
+                    return Err(NodeError::config(
+                        "'dataset_statistics' is only used with 'policy_url' (a checkpoint has its own)",
+                    ));
+                }
+                let checkpoint = PathBuf::from(checkpoint.ok_or_else(|| {
+                    NodeError::config(
+                        "'checkpoint' (the checkpoint directory) or 'policy_url' (a policy server) is required",
+                    )
+                })?);
+                let decoder = match decoder {
+                    Some(d) => {
+                        let p = PathBuf::from(d);
+                        if p.is_relative() && !p.exists() {
+                            checkpoint.join(p)
+                        } else {
+                            p
+                        }
+                    }
+                    None => return Err(NodeError::config("'decoder' (the action head file) is required")),
+                };
+                PolicyOptions::new(&checkpoint, decoder)
+            }
         };
-        let mut o = PolicyOptions::new(&checkpoint, decoder);
         o.device =
             parse_device(&r.string("device", "cpu")?).map_err(|e| NodeError::config(format!("'device': {e}")))?;
         o.dtype = parse_dtype(&r.string("dtype", "f32")?).map_err(|e| NodeError::config(format!("'dtype': {e}")))?;
@@ -216,10 +256,33 @@ impl PolicyConfig {
         }
         Ok(Self {
             options: o,
+            remote,
+            dataset_statistics,
             threads,
             inference_nice: inference_nice as i32,
         })
     }
+}
+
+/// `policy_url`, `policy_api_key`, `policy_timeout_s`, `policy_startup_wait_s`: the policy
+/// server, if one is named (the others are refused without it).
+fn read_remote(r: &mut ParamReader) -> Result<Option<RemoteSettings>, NodeError> {
+    let url = r.opt_string("policy_url")?;
+    let api_key = r.opt_string("policy_api_key")?;
+    let timeout = r.seconds("policy_timeout_s", 5.0, MAX_POLICY_TIMEOUT_S, false)?;
+    let startup_wait = r.seconds("policy_startup_wait_s", 30.0, MAX_POLICY_STARTUP_WAIT_S, true)?;
+    let Some(url) = url else {
+        if api_key.is_some() {
+            return Err(NodeError::config("'policy_api_key' is only used with 'policy_url'"));
+        }
+        return Ok(None);
+    };
+    let endpoint = Endpoint::parse(&url, api_key).map_err(|e| NodeError::config(e.to_string()))?;
+    Ok(Some(RemoteSettings {
+        endpoint,
+        timeout,
+        startup_wait,
+    }))
 }
 
 /// Settings both nodes share.
@@ -924,6 +987,79 @@ mod tests {
         // The extremes that are accepted give a finite period.
         let slow = arm(&["-p", "joint_names:=[a]", "-p", "control_rate_hz:=0.01"]).unwrap();
         assert_eq!(slow.common.period(), Duration::from_secs(100));
+    }
+
+    #[test]
+    fn policy_url_replaces_the_checkpoint() {
+        let remote = |extra: &[&str]| {
+            let mut v = vec!["-p", "joint_names:=[a]"];
+            v.extend_from_slice(extra);
+            ArmConfig::from_params(&params(&v))
+        };
+        let c = remote(&["-p", "policy_url:=ws://gpu-box:8000", "-p", "policy_api_key:=k"]).unwrap();
+        let r = c.common.policy.remote.as_ref().unwrap();
+        assert_eq!(r.endpoint.url(), "ws://gpu-box:8000");
+        assert_eq!(
+            (r.timeout, r.startup_wait),
+            (Duration::from_secs(5), Duration::from_secs(30))
+        );
+        let c = remote(&[
+            "-p",
+            "policy_url:=ws://10.0.0.2:8000",
+            "-p",
+            "policy_timeout_s:=0.5",
+            "-p",
+            "policy_startup_wait_s:=0",
+            "-p",
+            "dataset_statistics:=/stats.json",
+        ])
+        .unwrap();
+        let r = c.common.policy.remote.as_ref().unwrap();
+        assert_eq!(
+            (r.timeout, r.startup_wait),
+            (Duration::from_millis(500), Duration::ZERO)
+        );
+        assert_eq!(c.common.policy.dataset_statistics, Some(PathBuf::from("/stats.json")));
+        // Exclusive with a checkpoint, ws:// only, bounded timeouts, remote-only parameters.
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "policy_url:=ws://h:1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'checkpoint' and 'policy_url' are mutually exclusive"),
+            "{e}"
+        );
+        let e = remote(&["-p", "policy_url:=ws://h:1", "-p", "decoder:=x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'decoder' and 'policy_url'"), "{e}");
+        let e = remote(&["-p", "policy_url:=wss://h:1"]).unwrap_err().to_string();
+        assert!(e.contains("wss://") && e.contains("not supported"), "{e}");
+        let e = remote(&["-p", "policy_url:=http://h:1"]).unwrap_err().to_string();
+        assert!(e.contains("policy_url"), "{e}");
+        for bad in [
+            "policy_timeout_s:=0",
+            "policy_timeout_s:=1e9",
+            "policy_startup_wait_s:=-1",
+        ] {
+            let name = bad.split(':').next().unwrap_or_default();
+            let e = remote(&["-p", "policy_url:=ws://h:1", "-p", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{bad}: {e}");
+        }
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "policy_api_key:=k"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'policy_api_key' is only used with 'policy_url'"), "{e}");
+        let e = arm(&["-p", "joint_names:=[a]", "-p", "dataset_statistics:=/s.json"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'dataset_statistics' is only used"), "{e}");
+        let e = remote(&[]).unwrap_err().to_string();
+        assert!(e.contains("'checkpoint'") && e.contains("'policy_url'"), "{e}");
+        // The navigation node reads the same parameters.
+        let n = NavConfig::from_params(&params(&["-p", "policy_url:=ws://h:8000"])).unwrap();
+        assert!(n.common.policy.remote.is_some());
     }
 
     #[test]

@@ -455,6 +455,9 @@ fn metadata(shared: &Shared, active: usize, index: u64) -> Value {
         ("action_dim", Value::from(p.action_dim() as u64)),
         ("chunk", Value::from(p.window() as u64)),
         ("latent_tokens", Value::from(LATENT_TOKENS as u64)),
+        // What a remote node (`policy_url`) needs to ensemble the chunks as this server does.
+        ("needs_proprio", Value::Boolean(p.head().needs_proprio())),
+        ("temporal_size", Value::from(p.temporal_size() as u64)),
         ("image_key", Value::from(m.image.as_str())),
         ("state_key", m.state.as_deref().map_or(Value::Nil, Value::from)),
         ("prompt_key", Value::from(m.prompt.as_str())),

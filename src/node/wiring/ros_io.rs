@@ -9,10 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::remote::codec::ServerMetadata;
+use crate::remote::policy::RemoteModel;
+use crate::remote::RemotePolicy;
 use crate::ros::action::{CancelRequest, GoalId, GoalOutcome, GoalRequest, RosActionServer, ServerEvent};
 use crate::ros::msgs::univla_msgs::{Execute, ExecuteFeedback, ExecuteGoal, ExecuteResult};
 use crate::runtime::postprocess::{PostProcessor, Preset};
-use crate::runtime::session::{Policy, Session};
+use crate::runtime::session::{default_temporal_size, Policy, Session};
+use crate::runtime::stats::{DatasetStatistics, ZScoreStats};
 
 use crate::node::config::PolicyConfig;
 use crate::node::error::NodeError;
@@ -36,9 +40,130 @@ pub struct ModelInfo {
     pub temporal_size: usize,
 }
 
-/// Loads the policy once, on the inference thread, with a progress log.
+/// Loads the policy once, on the inference thread, with a progress log; with `policy_url`,
+/// connects to the policy server instead.
 pub fn load_policy(cfg: &PolicyConfig) -> Result<(InferenceWorker, ModelInfo), NodeError> {
+    if cfg.remote.is_some() {
+        return load_remote_policy(cfg);
+    }
     load_policy_with(cfg, |session| session)
+}
+
+/// Connects to the policy server of `cfg.remote` (waiting up to `policy_startup_wait_s` for it)
+/// on the inference thread and builds the node's view of the model from the server's metadata
+/// and the local post-processing settings. No checkpoint and no weights are loaded.
+pub fn load_remote_policy(cfg: &PolicyConfig) -> Result<(InferenceWorker, ModelInfo), NodeError> {
+    let remote = cfg
+        .remote
+        .clone()
+        .ok_or_else(|| NodeError::config("'policy_url' is not set"))?;
+    let cfg = cfg.clone();
+    tracing::info!("connecting to the policy server at {}", remote.endpoint.url());
+    let start = Instant::now();
+    let (worker, info) = InferenceWorker::spawn_with(move || {
+        let conn = crate::remote::policy::connect_at_startup(&remote).map_err(|e| e.to_string())?;
+        let meta = conn.metadata().clone();
+        let info = remote_model_info(&cfg, &meta)?;
+        tracing::info!(
+            "policy server {} {} at {}: {:?} head, {} values × {} steps",
+            meta.server.as_deref().unwrap_or("(unnamed)"),
+            meta.version.as_deref().unwrap_or(""),
+            remote.endpoint.url(),
+            info.preset,
+            info.action_dim,
+            info.window
+        );
+        let model = RemoteModel {
+            preset: info.preset,
+            post: info.post.clone(),
+            action_dim: info.action_dim,
+            window: info.window,
+        };
+        Ok((RemotePolicy::new(remote, conn, model), info))
+    })?;
+    tracing::info!("policy server ready in {:.1} s", start.elapsed().as_secs_f64());
+    Ok((worker, info))
+}
+
+/// The model as the server announced it, with the node's own post-processing: the `preset`
+/// parameter or the server's `embodiment`, `realworld_stats`, and for LIBERO/Bridge the bounds
+/// of `dataset_statistics` (`unnorm_key`).
+pub fn remote_model_info(cfg: &PolicyConfig, meta: &ServerMetadata) -> Result<ModelInfo, String> {
+    let served = match meta.embodiment.as_deref() {
+        Some(e) => Some(Preset::from_name(e).ok_or_else(|| {
+            format!(
+                "the policy server's embodiment '{e}' is unknown; expected libero, bridge, calvin, real_world or r2r"
+            )
+        })?),
+        None => None,
+    };
+    let preset = match (cfg.options.preset, served) {
+        // Bridge and CALVIN run the LIBERO head with other conventions.
+        (Some(p), Some(s))
+            if p != s
+                && !([p, s]
+                    .iter()
+                    .all(|x| matches!(x, Preset::Libero | Preset::Bridge | Preset::Calvin))) =>
+        {
+            return Err(format!("'preset' is {p:?} but the policy server serves a {s:?} head"))
+        }
+        (Some(p), _) => p,
+        (None, Some(s)) => s,
+        (None, None) => {
+            return Err("the policy server does not name its embodiment: set the 'preset' parameter".into())
+        }
+    };
+    let action_dim = meta
+        .action_dim
+        .filter(|&d| d > 0)
+        .ok_or("the policy server's metadata has no 'action_dim'")?;
+    let window = meta
+        .chunk
+        .filter(|&c| c > 0)
+        .ok_or("the policy server's metadata has no 'chunk' (steps per chunk)")?;
+    let bounds = match preset {
+        Preset::Libero | Preset::Bridge => {
+            let path = cfg.dataset_statistics.as_deref().ok_or_else(|| {
+                format!(
+                    "a {preset:?} head needs its q01/q99 action bounds on this computer: \
+                     set 'dataset_statistics' (the checkpoint's dataset_statistics.json) and 'unnorm_key'"
+                )
+            })?;
+            let stats = DatasetStatistics::from_file(path).map_err(|e| format!("'dataset_statistics': {e}"))?;
+            Some(
+                stats
+                    .action_bounds(cfg.options.unnorm_key.as_deref())
+                    .map_err(|e| format!("'dataset_statistics': {e}"))?,
+            )
+        }
+        _ => None,
+    };
+    let zscore = cfg
+        .options
+        .realworld_stats
+        .as_deref()
+        .map(ZScoreStats::from_file)
+        .transpose()
+        .map_err(|e| format!("'realworld_stats': {e}"))?;
+    let post = PostProcessor::new(preset, bounds, zscore)
+        .and_then(|p| p.with_action_dim(action_dim))
+        .map_err(|e| e.to_string())?;
+    let temporal_size = meta
+        .temporal_size
+        .unwrap_or_else(|| default_temporal_size(preset, window));
+    if temporal_size == 0 || temporal_size > window {
+        return Err(format!(
+            "the policy server's temporal_size {temporal_size} must be between 1 and its chunk length {window}"
+        ));
+    }
+    Ok(ModelInfo {
+        action_dim,
+        window,
+        needs_proprio: meta.needs_proprio.unwrap_or(preset == Preset::RealWorld),
+        preset,
+        post,
+        temporal_size,
+    })
 }
 
 /// [`load_policy`], with the session wrapped by `wrap` on the inference thread (fault injection
