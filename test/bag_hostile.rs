@@ -181,6 +181,57 @@ fn mcap_summary_record_declaring_a_terabyte_is_refused_before_allocating() {
     assert!(err.contains("MCAP"), "{err}");
 }
 
+/// The summary's channel record, as (body start, body length).
+fn channel_record(b: &[u8]) -> (usize, usize) {
+    let (_, body, len) = summary_records(b)
+        .into_iter()
+        .find(|(op, _, _)| *op == 0x04)
+        .expect("a channel record");
+    (body, len)
+}
+
+#[test]
+fn mcap_summary_string_longer_than_its_record_is_refused_by_name() {
+    // `mcap` reserves a string's declared length before reading it: a 4 GiB topic name in a
+    // small record must be refused from the prefix, not allocated.
+    let dir = tempfile::tempdir().unwrap();
+    let file = small_mcap_bag(dir.path());
+    let mut b = std::fs::read(&file).unwrap();
+    let (body, _) = channel_record(&b);
+    // Channel: id (u16), schema id (u16), then the topic's u32 length.
+    b[body + 4..body + 8].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    clear_summary_crc(&mut b);
+    std::fs::write(&file, &b).unwrap();
+    let err = read_all_err(file);
+    assert!(err.contains("channel topic declares 4294967280 bytes"), "{err}");
+}
+
+#[test]
+fn mcap_attachment_in_the_summary_is_refused_without_a_panic() {
+    // An Attachment whose body ends before its CRC made `mcap` slice out of bounds.
+    let dir = tempfile::tempdir().unwrap();
+    let file = small_mcap_bag(dir.path());
+    let mut b = std::fs::read(&file).unwrap();
+    let (_, body, len) = summary_records(&b)
+        .into_iter()
+        .max_by_key(|r| r.2)
+        .expect("summary records");
+    assert!(len >= 32 + 9, "summary record too short to rewrite: {len}");
+    // The largest record (the schema) becomes a 32-byte attachment (times, empty name and type, no data, no CRC)
+    // followed by an extension record (opcode 0x80) that fills the rest.
+    let at = body - 9;
+    b[at] = 0x09;
+    b[at + 1..at + 9].copy_from_slice(&32u64.to_le_bytes());
+    b[body..body + 32].fill(0);
+    let pad = body + 32;
+    b[pad] = 0x80;
+    b[pad + 1..pad + 9].copy_from_slice(&((len - 32 - 9) as u64).to_le_bytes());
+    clear_summary_crc(&mut b);
+    std::fs::write(&file, &b).unwrap();
+    let err = read_all_err(file);
+    assert!(err.contains("does not belong in the summary"), "{err}");
+}
+
 /// Copies the rosbags-written sqlite3 bag and applies `sql` to the copy with the PyPI-venv Python
 /// (its `sqlite3` module is an independent writer); returns the `.db3` path.
 fn patched_db3(dir: &Path, sql: &str) -> PathBuf {

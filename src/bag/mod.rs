@@ -10,6 +10,7 @@ pub mod error;
 pub mod eval;
 pub mod image;
 pub mod lam;
+pub mod mcap_guard;
 pub mod metadata;
 pub mod metrics;
 pub mod msgdefs;

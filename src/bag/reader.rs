@@ -399,6 +399,7 @@ fn read_mcap_summary(path: &Path, file: &mut File) -> Result<mcap::Summary, BagE
         why,
     };
     let size = file.metadata().map_err(|e| BagError::io(path, e))?.len();
+    super::mcap_guard::check_summary(file, size).map_err(corrupt)?;
     let mut reader = SummaryReader::new_with_options(
         SummaryReaderOptions::default()
             .with_file_size(size)
