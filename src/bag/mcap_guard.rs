@@ -23,6 +23,8 @@ const OP_METADATA_INDEX: u8 = 0x0D;
 const OP_SUMMARY_OFFSET: u8 = 0x0E;
 /// Opcodes from here on are reserved for extensions; readers skip them.
 const FIRST_EXTENSION_OP: u8 = 0x80;
+/// Bytes of one entry of a u16 → u64 map (chunk index offsets, statistics counts).
+const INT_MAP_ENTRY: usize = 10;
 /// Most records walked in one summary (a long recording has one chunk index per few MB).
 const MAX_SUMMARY_RECORDS: usize = 1 << 22;
 
@@ -98,7 +100,7 @@ pub fn check_record(op: u8, body: &[u8]) -> Result<(), String> {
         }
         OP_CHUNK_INDEX => {
             c.skip(32)?;
-            c.bytes_u32("chunk index message index offsets")?;
+            c.int_map("chunk index message index offsets")?;
             c.skip(8)?;
             c.string("chunk index compression")?;
         }
@@ -109,7 +111,7 @@ pub fn check_record(op: u8, body: &[u8]) -> Result<(), String> {
         }
         OP_STATISTICS => {
             c.skip(42)?;
-            c.bytes_u32("statistics channel message counts")?;
+            c.int_map("statistics channel message counts")?;
         }
         OP_METADATA_INDEX => {
             c.skip(16)?;
@@ -173,6 +175,19 @@ impl<'a> Fields<'a> {
         self.bytes_u32(what).map(|_| ())
     }
 
+    /// A map of u16 to u64 with a u32 byte length. `mcap` reads whole entries while it is short
+    /// of that length, so a length that is no multiple of an entry would shift every later field.
+    fn int_map(&mut self, what: &str) -> Result<(), String> {
+        let map = self.bytes_u32(what)?;
+        if map.len() % INT_MAP_ENTRY != 0 {
+            return Err(format!(
+                "{what} holds {} bytes, not a whole number of {INT_MAP_ENTRY}-byte entries",
+                map.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// A map with a u32 byte length whose keys and values are strings inside it.
     fn string_map(&mut self, what: &str) -> Result<(), String> {
         let mut inner = Fields::new(self.bytes_u32(what)?);
@@ -180,6 +195,10 @@ impl<'a> Fields<'a> {
         while !inner.rest.is_empty() && !inner.short {
             inner.string(what)?;
             inner.string(what)?;
+        }
+        // `mcap` would read the rest of a cut entry from the fields after the map.
+        if inner.short {
+            return Err(format!("{what} ends inside an entry"));
         }
         Ok(())
     }
@@ -222,10 +241,29 @@ mod tests {
         let map = [string(b"k"), 1000u32.to_le_bytes().to_vec()].concat();
         b.extend(string(&map));
         assert!(check_record(OP_CHANNEL, &b).unwrap_err().contains("channel metadata"));
+        // A map whose last entry has a key and no value.
+        let mut b = vec![1, 0, 1, 0];
+        b.extend(string(b"/cam"));
+        b.extend(string(b"cdr"));
+        b.extend(string(&string(b"k")));
+        let e = check_record(OP_CHANNEL, &b).unwrap_err();
+        assert!(e.contains("ends inside an entry"), "{e}");
         // A body cut short in a fixed field is left to the parser.
         assert_eq!(check_record(OP_CHUNK_INDEX, &[0; 10]), Ok(()));
         let attachment = check_record(0x09, &[0; 40]).unwrap_err();
         assert!(attachment.contains("does not belong"), "{attachment}");
         assert_eq!(check_record(0x80, &[0xff; 3]), Ok(()));
+        // A chunk index whose offsets map is 67 bytes: mcap would read 7 entries (70 bytes).
+        let mut ci = vec![0u8; 32];
+        ci.extend_from_slice(&67u32.to_le_bytes());
+        ci.extend_from_slice(&[0; 67]);
+        ci.extend_from_slice(&[0; 8]);
+        ci.extend(string(b""));
+        ci.extend_from_slice(&[0; 16]);
+        let e = check_record(OP_CHUNK_INDEX, &ci).unwrap_err();
+        assert!(e.contains("not a whole number of 10-byte entries"), "{e}");
+        ci[32..36].copy_from_slice(&70u32.to_le_bytes());
+        ci.splice(36..36, [0; 3]);
+        assert_eq!(check_record(OP_CHUNK_INDEX, &ci), Ok(()));
     }
 }
