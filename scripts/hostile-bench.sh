@@ -43,9 +43,11 @@ p = d / file
 j = json.loads(p.read_text())
 node = j
 keys = path.split(".")
+# A key of digits indexes a list.
+idx = lambda k: int(k) if k.isdigit() else k
 for k in keys[:-1]:
-    node = node[k]
-node[keys[-1]] = json.loads(value)
+    node = node[idx(k)]
+node[idx(keys[-1])] = json.loads(value)
 p.write_text(json.dumps(j))
 EOF
 }
@@ -54,7 +56,7 @@ ckpt max_pos_neg 'config.json|text_config.max_position_embeddings|-1'
 ckpt rope_theta_0 'config.json|text_config.rope_theta|0'
 ckpt eos_outside 'config.json|text_config.eos_token_id|1000000000'
 ckpt hidden_indivisible 'config.json|text_config.hidden_size|33'
-ckpt image_mean_short 'preprocessor_config.json|image_mean|[0.5]'
+ckpt image_mean_short 'preprocessor_config.json|tvf_normalize_params.0.mean|[0.5]'
 
 "$py" - "$work" "$image" <<'EOF'
 import struct, sys, zlib, pathlib
@@ -193,7 +195,7 @@ infer_ck "config max_position_embeddings=-1" max_pos_neg
 infer_ck "config rope_theta=0" rope_theta_0
 infer_ck "config eos_token_id outside vocab" eos_outside
 infer_ck "config hidden_size not divisible" hidden_indivisible
-infer_ck "preprocessor image_mean too short" image_mean_short
+infer_ck "preprocessor mean too short" image_mean_short
 infer_img "PNG 32768x32768 (1 MB file)" "$work/bomb.png"
 infer_img "JPEG header 65535x65535" "$work/huge.jpg"
 infer_img "PNG truncated" "$work/truncated.png"

@@ -105,3 +105,22 @@ fn formats_other_than_png_and_jpeg_are_named() {
     let err = one_line_error(&infer(&gif, &[]), "GIF");
     assert!(err.contains("neither PNG nor JPEG"), "{err}");
 }
+
+#[test]
+fn a_cut_or_damaged_png_is_one_error_line_not_a_decoder_complaint() {
+    // libpng prints its own line to stderr before OpenCV gives up; the chunk walk refuses the
+    // file first, so the user sees one error naming the problem.
+    let image = std::fs::read(common::fixture().join("images/libero_step0.png")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.png");
+    std::fs::write(&cut, &image[..image.len() / 2]).unwrap();
+    let err = one_line_error(&infer(&cut, &[]), "truncated PNG");
+    assert!(err.contains("truncated"), "{err}");
+    let mut damaged = image.clone();
+    let at = image.len() / 2;
+    damaged[at] ^= 0xff;
+    let bad = dir.path().join("damaged.png");
+    std::fs::write(&bad, &damaged).unwrap();
+    let err = one_line_error(&infer(&bad, &[]), "damaged PNG");
+    assert!(err.contains("CRC"), "{err}");
+}

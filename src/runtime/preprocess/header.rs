@@ -10,6 +10,8 @@ pub const DEFAULT_MAX_PIXELS: u64 = 25_000_000;
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
 /// Bytes of the signature, the IHDR length/type and its width and height.
 const PNG_HEADER_LEN: usize = 24;
+/// Bytes of a PNG chunk besides its data: length, type and CRC.
+const PNG_CHUNK_OVERHEAD: usize = 12;
 const JPEG_SOI: [u8; 2] = [0xff, 0xd8];
 /// Most JPEG segments looked at before the frame header (real files have a handful).
 const JPEG_MAX_SEGMENTS: usize = 4096;
@@ -37,10 +39,14 @@ pub fn declared_size(bytes: &[u8]) -> Result<(ImageFormat, u32, u32)> {
     }
 }
 
-/// Checks the header of an encoded image against `max_pixels` and returns its format.
+/// Checks the header of an encoded image against `max_pixels` (and, for PNG, that its chunks
+/// are whole) and returns its format.
 pub fn check_encoded(bytes: &[u8], max_pixels: u64) -> Result<ImageFormat> {
     let (format, width, height) = declared_size(bytes)?;
     check_pixels(width, height, max_pixels)?;
+    if format == ImageFormat::Png {
+        png_chunks_intact(bytes)?;
+    }
     Ok(format)
 }
 
@@ -69,6 +75,43 @@ fn png_size(bytes: &[u8]) -> Result<(u32, u32)> {
         return Err(PreprocessError::Decode("PNG without an IHDR header".into()));
     }
     Ok((be_u32(&bytes[16..20]), be_u32(&bytes[20..24])))
+}
+
+/// Walks the PNG chunks: each must lie inside the file with a matching CRC, and the file must
+/// reach `IEND`. A cut or damaged file is refused here with one error line instead of reaching
+/// libpng, which prints its own complaint to stderr first. Costs one CRC pass, no inflating.
+fn png_chunks_intact(bytes: &[u8]) -> Result<()> {
+    let err = |why: String| PreprocessError::Decode(format!("PNG: {why}"));
+    let mut at = PNG_SIGNATURE.len();
+    // Every chunk takes at least 12 bytes, which bounds the walk.
+    for _ in 0..=bytes.len() / PNG_CHUNK_OVERHEAD {
+        let Some(head) = bytes.get(at..at + 8) else {
+            return Err(err(format!(
+                "the file ends at byte {} before its IEND chunk (truncated)",
+                bytes.len()
+            )));
+        };
+        let len = be_u32(head) as usize;
+        let kind = &head[4..8];
+        let end = at + PNG_CHUNK_OVERHEAD + len;
+        let Some(crc) = bytes.get(end - 4..end) else {
+            return Err(err(format!(
+                "chunk {} at byte {at} declares {len} bytes, past the end of the file (truncated)",
+                String::from_utf8_lossy(kind)
+            )));
+        };
+        if crc32fast::hash(&bytes[at + 4..end - 4]) != be_u32(crc) {
+            return Err(err(format!(
+                "chunk {} at byte {at} fails its CRC check (damaged file)",
+                String::from_utf8_lossy(kind)
+            )));
+        }
+        if kind == b"IEND" {
+            return Ok(());
+        }
+        at = end;
+    }
+    Err(err("no IEND chunk".into()))
 }
 
 /// Walks the JPEG markers up to the first start-of-frame (SOF0–SOF15 but DHT, JPG and DAC),
@@ -134,6 +177,28 @@ mod tests {
         );
         let e = check_encoded(&png_header(32768, 32768), DEFAULT_MAX_PIXELS).unwrap_err();
         assert!(e.to_string().contains("32768x32768"), "{e}");
+    }
+
+    #[test]
+    fn png_chunks_must_be_whole_and_reach_iend() {
+        use image::ImageEncoder;
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&[7u8; 4 * 3 * 3], 4, 3, image::ColorType::Rgb8)
+            .unwrap();
+        assert_eq!(check_encoded(&png, DEFAULT_MAX_PIXELS).unwrap(), ImageFormat::Png);
+        let cut = check_encoded(&png[..png.len() - 5], DEFAULT_MAX_PIXELS).unwrap_err();
+        assert!(cut.to_string().contains("truncated"), "{cut}");
+        let mut damaged = png.clone();
+        let idat = damaged.windows(4).position(|w| w == b"IDAT").unwrap();
+        damaged[idat + 6] ^= 0x55;
+        let e = check_encoded(&damaged, DEFAULT_MAX_PIXELS).unwrap_err();
+        assert!(
+            e.to_string().contains("chunk IDAT") && e.to_string().contains("CRC"),
+            "{e}"
+        );
+        let no_iend = check_encoded(&png[..png.len() - 12], DEFAULT_MAX_PIXELS).unwrap_err();
+        assert!(no_iend.to_string().contains("before its IEND"), "{no_iend}");
     }
 
     #[test]
