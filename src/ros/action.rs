@@ -685,17 +685,17 @@ fn transcode<T: Serialize, U: serde::de::DeserializeOwned>(value: &T) -> Result<
         .map_err(|e| e.to_string())
 }
 
-/// Whether an action server is on the graph: the request readers and reply writers of its goal
-/// and cancel services have been discovered (rclcpp's `action_server_is_ready` asks the same of
+/// Whether an action server is on the graph: the request readers and reply writers of its goal,
+/// cancel and result services have been discovered (rclcpp's `action_server_is_ready` asks the same of
 /// the matched endpoints). A request written before that is lost: DDS delivers a volatile sample
 /// only to the readers known when it is written.
 #[derive(Clone)]
 pub struct ActionServerProbe {
     participant: ros2_client::dds::rustdds::DomainParticipant,
     /// DDS topic names of the server's request readers.
-    request_topics: [String; 2],
+    request_topics: [String; 3],
     /// DDS topic names of the server's reply writers.
-    reply_topics: [String; 2],
+    reply_topics: [String; 3],
 }
 
 impl ActionServerProbe {
@@ -703,15 +703,12 @@ impl ActionServerProbe {
         let topic = |prefix: &str, service: &str, suffix: &str| format!("{prefix}{action}/_action/{service}{suffix}");
         Self {
             participant,
-            request_topics: [
-                topic("rq", "send_goal", "Request"),
-                topic("rq", "cancel_goal", "Request"),
-            ],
-            reply_topics: [topic("rr", "send_goal", "Reply"), topic("rr", "cancel_goal", "Reply")],
+            request_topics: ["send_goal", "cancel_goal", "get_result"].map(|s| topic("rq", s, "Request")),
+            reply_topics: ["send_goal", "cancel_goal", "get_result"].map(|s| topic("rr", s, "Reply")),
         }
     }
 
-    /// True when every endpoint of the goal and cancel services has been discovered.
+    /// True when every endpoint of the goal, cancel and result services has been discovered.
     pub fn is_ready(&self) -> bool {
         let readers = self.participant.discovered_readers();
         let writers = self.participant.discovered_writers();
@@ -769,9 +766,15 @@ impl<A: RosAction> RosActionClient<A> {
         &self.name
     }
 
-    /// Resolves once the server's goal service is matched (unbounded: wrap it in a timeout).
+    /// Resolves once the server's goal, cancel and result services are all matched (unbounded:
+    /// wrap it in a timeout). Each service is discovered on its own, so a result request sent
+    /// when only the goal service was matched could be lost.
     pub async fn wait_for_server(&self, node: &RosNode) {
-        self.inner.goal_client().wait_for_service(node.inner()).await
+        futures::join!(
+            self.inner.goal_client().wait_for_service(node.inner()),
+            self.inner.cancel_client().wait_for_service(node.inner()),
+            self.inner.result_client().wait_for_service(node.inner()),
+        );
     }
 
     /// Sends a goal; `Some(id)` if accepted, `None` if rejected.
