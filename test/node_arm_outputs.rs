@@ -254,11 +254,34 @@ fn arm_node_follow_joint_trajectory_goals_hold_and_rejecting_controller() {
             .for_each(|g| check_trajectory(&g.trajectory, &measured_at(&controller, g.at)));
         let t_cancel = Instant::now();
         cancel(&client, a).await;
+        // The hold goal preempts the running goal (a goal still in flight when the hold went out
+        // is preempted too: both travel on the same writer, the hold last).
         let hold = controller.wait_received(t_cancel, 1, "hold goal after cancel", |g| is_hold(&g.trajectory));
-        // With the hold goal, the controller's running goal is canceled (a
-        // joint_trajectory_controller then holds by itself, even if the hold goal were lost). The
-        // two go out together on different endpoints, so they may arrive in either order: the
-        // cancel names the old goal, never the hold.
+        let took = hold[0].at.duration_since(t_cancel);
+        assert!(
+            took < Duration::from_nanos(PERIOD_NS as u64) + STOP_SLACK,
+            "the hold goal took {took:?}"
+        );
+        assert_eq!(hold[0].trajectory.joint_names, joint_names());
+        assert_eq!(hold[0].trajectory.points[0].time_from_start.to_nanos(), PERIOD_NS);
+        assert!(hold[0].accepted());
+        controller.assert_stops(
+            "cancel with the hold goal accepted",
+            t_cancel,
+            Duration::from_nanos(2 * PERIOD_NS as u64) + STOP_SLACK,
+            Duration::from_millis(300),
+            MAX_VELOCITY * 0.5,
+        );
+
+        // 1b. A controller that refuses the hold goal: the node's cancel of the running goal
+        // alone stops the arm (a joint_trajectory_controller holds where it is on a cancel).
+        controller.reject_holds.store(true, Ordering::SeqCst);
+        let t_h = Instant::now();
+        let h = send_when_ready(&client, &goal("push the button", 0)).await;
+        feedback(&client, h, 3).await;
+        controller.wait_moving(t_h, 1e-3, "the arm moving before the refused hold");
+        let t_cancel = Instant::now();
+        cancel(&client, h).await;
         let canceled = wait_until("cancel of the controller's running goal", || {
             controller
                 .cancels
@@ -268,14 +291,21 @@ fn arm_node_follow_joint_trajectory_goals_hold_and_rejecting_controller() {
                 .copied()
                 .find(|t| *t >= t_cancel)
         });
-        let both = canceled.max(hold[0].at).duration_since(t_cancel);
+        let took = canceled.duration_since(t_cancel);
         assert!(
-            both < Duration::from_nanos(PERIOD_NS as u64) + STOP_SLACK,
-            "the cancel and the hold goal took {both:?}"
+            took < Duration::from_nanos(PERIOD_NS as u64) + STOP_SLACK,
+            "the cancel of the running goal took {took:?}"
         );
-        assert_eq!(hold[0].trajectory.joint_names, joint_names());
-        assert_eq!(hold[0].trajectory.points[0].time_from_start.to_nanos(), PERIOD_NS);
-        assert!(hold[0].accepted());
+        let refused = controller.wait_received(t_cancel, 1, "the refused hold goal", |g| is_hold(&g.trajectory));
+        assert!(!refused[0].accepted());
+        controller.assert_stops(
+            "cancel with the hold goal refused",
+            t_cancel,
+            Duration::from_nanos(PERIOD_NS as u64) + STOP_SLACK,
+            Duration::from_millis(300),
+            MAX_VELOCITY * 0.5,
+        );
+        controller.reject_holds.store(false, Ordering::SeqCst);
 
         // 2. A controller that rejects every goal: the node keeps stepping and cancels cleanly.
         controller.reject_all.store(true, Ordering::SeqCst);
@@ -331,12 +361,12 @@ fn arm_node_follow_joint_trajectory_goals_hold_and_rejecting_controller() {
             check_trajectory(&g.trajectory, &measured_at(&controller, g.at));
         }
     }
-    // Only the test's "reject everything" switch rejected goals: every trajectory passed the
+    // Only the test's switches rejected goals: every trajectory passed the
     // joint_trajectory_controller's validation.
     for g in all.iter().filter(|g| !g.accepted()) {
         let why = g.verdict.clone().unwrap_err();
         assert!(
-            why.contains("rejects every goal"),
+            why.contains("rejects every goal") || (why.contains("rejects one-point goals") && is_hold(&g.trajectory)),
             "the controller rejected a goal: {why}"
         );
     }

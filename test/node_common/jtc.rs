@@ -9,7 +9,8 @@
 //! them (linear interpolation from the position where a trajectory takes over) every
 //! [`SIM_STEP`]; and publishes the simulated positions as joint states, which the test can pause
 //! (a dead encoder bus). Over `FollowJointTrajectory`, a new goal preempts the running one
-//! (finished Canceled) and a cancel holds the arm where it is, as the real controller does.
+//! (finished Canceled) and a cancel naming the running goal holds the arm where it is, as the
+//! real controller does (a cancel naming an older, preempted goal changes nothing).
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -220,10 +221,18 @@ struct Arm {
 
 impl Arm {
     /// Validates and, if valid, takes a trajectory.
-    fn receive(&mut self, t: JointTrajectory, via_action: bool, force_reject: bool) -> Result<(), String> {
+    fn receive(
+        &mut self,
+        t: JointTrajectory,
+        via_action: bool,
+        force_reject: bool,
+        reject_holds: bool,
+    ) -> Result<(), String> {
         let now = ros_now();
         let verdict = if force_reject {
             Err("Goal rejected (the test's controller rejects every goal).".into())
+        } else if reject_holds && t.points.len() == 1 {
+            Err("Goal rejected (the test's controller rejects one-point goals).".into())
         } else {
             validate(&t, &self.joints, now)
         };
@@ -278,9 +287,12 @@ pub struct EmulatedJtc {
     arm: Arc<Mutex<Arm>>,
     /// Reject every goal (a controller that is not active).
     pub reject_all: Arc<AtomicBool>,
+    /// Reject one-point goals (a hold that never takes effect: only a cancel stops the arm).
+    pub reject_holds: Arc<AtomicBool>,
     /// Publish joint states (false: the encoders went quiet; the arm keeps executing).
     pub publish_states: Arc<AtomicBool>,
-    /// Cancel requests received, and finished goals whose result the client fetched.
+    /// Cancels that named the running goal (and so held the arm), and finished goals whose
+    /// result the client fetched.
     pub cancels: Arc<Mutex<Vec<Instant>>>,
     pub fetched: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -326,13 +338,15 @@ impl EmulatedJtc {
             ..Default::default()
         }));
         let reject_all = Arc::new(AtomicBool::new(false));
+        let reject_holds = Arc::new(AtomicBool::new(false));
         let publish_states = Arc::new(AtomicBool::new(true));
         let cancels = Arc::new(Mutex::new(Vec::new()));
         let fetched = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (a, r, p, c, f, s) = (
+        let (a, r, rh, p, c, f, s) = (
             Arc::clone(&arm),
             Arc::clone(&reject_all),
+            Arc::clone(&reject_holds),
             Arc::clone(&publish_states),
             Arc::clone(&cancels),
             Arc::clone(&fetched),
@@ -380,7 +394,7 @@ impl EmulatedJtc {
                         m = pending_message => {
                             message = sub.as_ref().map(next_message);
                             if let Some(t) = m {
-                                let _ = a.lock().unwrap().receive(t, false, false);
+                                let _ = a.lock().unwrap().receive(t, false, false, false);
                             }
                         }
                         ev = pending_event => {
@@ -389,7 +403,12 @@ impl EmulatedJtc {
                             match ev {
                                 Ok(ServerEvent::Goal(req)) => {
                                     let t = req.goal.trajectory.clone();
-                                    let verdict = a.lock().unwrap().receive(t, true, r.load(Ordering::SeqCst));
+                                    let verdict = a.lock().unwrap().receive(
+                                        t,
+                                        true,
+                                        r.load(Ordering::SeqCst),
+                                        rh.load(Ordering::SeqCst),
+                                    );
                                     if verdict.is_ok() {
                                         if let Ok(g) = server.accept(req).await {
                                             // "Current goal cancelled due to new incoming action."
@@ -402,11 +421,12 @@ impl EmulatedJtc {
                                     }
                                 }
                                 Ok(ServerEvent::Cancel(cancel)) => {
-                                    c.lock().unwrap().push(Instant::now());
                                     let ids = cancel.goals.clone();
                                     let _ = server.answer_cancel(&cancel, &ids).await;
-                                    // "Canceling active action goal because cancel callback received."
-                                    if let Some(g) = active_goal.take() {
+                                    // "Canceling active action goal because cancel callback
+                                    // received." (only when it names the active goal)
+                                    if let Some(g) = active_goal.take_if(|g| ids.contains(&g.id)) {
+                                        c.lock().unwrap().push(Instant::now());
                                         a.lock().unwrap().hold_here();
                                         finishing.push(finish(server, g, GoalOutcome::Canceled, &f));
                                     }
@@ -437,6 +457,7 @@ impl EmulatedJtc {
         Self {
             arm,
             reject_all,
+            reject_holds,
             publish_states,
             cancels,
             fetched,

@@ -5,7 +5,9 @@
 //! poller collects by request: acceptance, results (controllers may wait for them) and cancel
 //! answers. A hold first cancels the controller's running goal (a `joint_trajectory_controller`
 //! then stops where it is), then sends the one-point hold as a goal; a hold never waits behind a
-//! goal that the controller is slow to answer.
+//! goal that the controller is slow to answer. A goal still unanswered when the hold went out is
+//! canceled the moment the controller reports it accepted: the hold normally preempts it, but if
+//! the hold is lost or refused, the cancel is what stops the arm.
 //!
 //! Goals written before the controller's action server is discovered are lost (DDS delivers a
 //! volatile sample only to readers it knows), so [`TrajectoryActionSender::ready`] refuses the
@@ -92,6 +94,8 @@ struct Link<'a> {
     cancels: Vec<Outstanding>,
     /// The newest goal the controller accepted, and its sequence number.
     running: Option<(GoalId, u64)>,
+    /// Sequence number of the newest hold goal: goals sent before it are canceled once accepted.
+    hold_seq: u64,
     /// A hold not yet sent because the controller is not on the graph.
     waiting_hold: Option<JointTrajectory>,
     seq: u64,
@@ -111,6 +115,22 @@ impl Link<'_> {
 
     fn outstanding(&self) -> bool {
         !(self.goals.is_empty() && self.results.is_empty() && self.cancels.is_empty() && self.waiting_hold.is_none())
+    }
+
+    /// Asks the controller to cancel goal `id` and follows up its answer.
+    fn cancel(&mut self, id: GoalId) {
+        match self.client.request_cancel(id) {
+            Ok(token) => push_bounded(
+                &mut self.cancels,
+                Outstanding {
+                    token,
+                    goal: id,
+                    seq: 0,
+                    sent: Instant::now(),
+                },
+            ),
+            Err(e) => tracing::error!("{e}"),
+        }
     }
 
     fn send(&mut self, out: Outgoing) {
@@ -136,18 +156,7 @@ impl Link<'_> {
         if out.hold {
             self.waiting_hold = None;
             if let Some((id, _)) = self.running.take() {
-                match self.client.request_cancel(id) {
-                    Ok(token) => push_bounded(
-                        &mut self.cancels,
-                        Outstanding {
-                            token,
-                            goal: id,
-                            seq: 0,
-                            sent: Instant::now(),
-                        },
-                    ),
-                    Err(e) => tracing::error!("{e}"),
-                }
+                self.cancel(id);
             }
         }
         let goal = FollowJointTrajectoryGoal {
@@ -158,6 +167,9 @@ impl Link<'_> {
             Ok((token, id)) => {
                 self.seq += 1;
                 let seq = self.seq;
+                if out.hold {
+                    self.hold_seq = seq;
+                }
                 push_bounded(
                     &mut self.goals,
                     Outstanding {
@@ -239,7 +251,11 @@ impl Link<'_> {
             self.rejected += 1;
             return;
         }
-        if self.running.is_none_or(|(_, seq)| seq < o.seq) {
+        if o.seq < self.hold_seq {
+            // Sent before the latest hold and taken by the controller after the hold's cancel
+            // went out: it must not run on if the hold goal itself is lost or refused.
+            self.cancel(o.goal);
+        } else if self.running.is_none_or(|(_, seq)| seq < o.seq) {
             self.running = Some((o.goal, o.seq));
         }
         match self.client.request_result(o.goal) {
@@ -313,6 +329,7 @@ impl TrajectoryActionSender {
                         results: Vec::new(),
                         cancels: Vec::new(),
                         running: None,
+                        hold_seq: 0,
                         waiting_hold: None,
                         seq: 0,
                         rejected: 0,
